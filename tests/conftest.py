@@ -1,0 +1,4 @@
+"""Shared fixtures. Service fixtures (redis, slapd, postgres, upstream IdP, celery) live in tests/support."""
+
+pytest_plugins = [
+]
