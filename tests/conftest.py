@@ -1,4 +1,5 @@
 """Shared fixtures. Service fixtures (redis, slapd, postgres, upstream IdP, celery) live in tests/support."""
 
 pytest_plugins = [
+    "tests.support.upstream_idp",
 ]
