@@ -1,0 +1,367 @@
+"""Where a user's POSIX groups come from (SPEC §7): the system (NSS), LDAP, or a static dev file.
+
+Every source answers two questions behind one small protocol:
+
+* ``lookup(username)`` — live, for one user; ``None`` when the user does not exist.
+* ``iter_users()`` — one pass over every user, for the precomputed group cache.
+
+A source that cannot answer right now raises :class:`GroupsUnavailable`; callers turn that into a
+503 and never into a grant.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import math
+import os
+import pwd
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
+
+import ldap3
+from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_filter_chars
+from werkzeug.security import check_password_hash
+
+from scitoken_issuer.services.users import PosixUser
+
+logger = logging.getLogger(__name__)
+
+
+class GroupsError(Exception):
+    """Base of every group-resolution error."""
+
+
+class GroupsUnavailable(GroupsError):
+    """The group source (LDAP, the cache's backing store, …) cannot answer now: answer 503."""
+
+
+@runtime_checkable
+class GroupSource(Protocol):
+    """A source of POSIX identities and group memberships."""
+
+    def lookup(self, username: str) -> PosixUser | None:
+        """The user's identity and groups, live; ``None`` if there is no such user."""
+
+    def iter_users(self) -> Iterable[PosixUser]:
+        """Every user with its groups, computed in one pass (for precompute)."""
+
+
+class NssGroupSource:
+    """Users and groups from the system's name service (``pwd``/``grp``: files, sssd, …).
+
+    The live look-up uses ``getgrouplist`` (what ``initgroups`` and so the kernel use); the full
+    pass reads ``getpwall``/``getgrall`` once. With an NSS backend that does not enumerate (sssd's
+    default ``enumerate = false``) the pass sees fewer memberships than the live look-up: the cache
+    may then deny until the entry goes stale, but never grants more.
+    """
+
+    def lookup(self, username: str) -> PosixUser | None:
+        if not username or "\0" in username:
+            return None
+        try:
+            pw = pwd.getpwnam(username)
+        except KeyError:
+            return None
+        gids = frozenset(os.getgrouplist(pw.pw_name, pw.pw_gid)) | {pw.pw_gid}
+        names: dict[int, str] = {}
+        for gid in gids:
+            try:
+                names[gid] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                pass  # a gid without a group entry still counts for permission checks
+        return PosixUser(pw.pw_name, pw.pw_uid, pw.pw_gid, gids, names)
+
+    def iter_users(self) -> Iterable[PosixUser]:
+        names: dict[int, str] = {}
+        member_of: dict[str, set[int]] = {}
+        for group in grp.getgrall():
+            names.setdefault(group.gr_gid, group.gr_name)
+            for member in group.gr_mem:
+                member_of.setdefault(member, set()).add(group.gr_gid)
+        seen: set[str] = set()
+        for pw in pwd.getpwall():
+            if pw.pw_name in seen:  # duplicate passwd lines: the first one wins, as getpwnam
+                continue
+            seen.add(pw.pw_name)
+            gids = frozenset(member_of.get(pw.pw_name, ())) | {pw.pw_gid}
+            yield PosixUser(pw.pw_name, pw.pw_uid, pw.pw_gid, gids,
+                            {g: names[g] for g in gids if g in names})
+
+
+class StaticGroupSource:
+    """Development users from a JSON file (the embedded default's local login, SPEC §2).
+
+    The file is a JSON list of ``{"name", "password_hash", "uid", "gid", "groups": [{"name",
+    "gid"}, …]}``; ``password_hash`` is a ``werkzeug.security.generate_password_hash`` string. See
+    ``config/dev-users.json`` and its README. The file is read once, at construction.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._users: dict[str, PosixUser] = {}
+        self._hashes: dict[str, str] = {}
+        try:
+            records = json.loads(self.path.read_text())
+            if not isinstance(records, list):
+                raise ValueError("expected a JSON list of users")
+            for record in records:
+                self._add(record)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path}: invalid development users file: {exc}") from exc
+
+    def _add(self, record: dict) -> None:
+        name = record["name"]
+        if not isinstance(name, str) or not name or name in self._users:
+            raise ValueError(f"bad or duplicate user name {name!r}")
+        groups = {int(g["gid"]): str(g["name"]) for g in record.get("groups", [])}
+        uid, gid = int(record["uid"]), int(record["gid"])
+        self._users[name] = PosixUser(name, uid, gid, frozenset(groups) | {gid}, groups)
+        self._hashes[name] = str(record["password_hash"])
+
+    def lookup(self, username: str) -> PosixUser | None:
+        return self._users.get(username)
+
+    def iter_users(self) -> Iterable[PosixUser]:
+        return list(self._users.values())
+
+    def check_password(self, username: str, password: str) -> bool:
+        """True if ``password`` is the user's development password."""
+        stored = self._hashes.get(username)
+        return stored is not None and check_password_hash(stored, password)
+
+
+_PAGED_RESULTS = "1.2.840.113556.1.4.319"
+_GROUP_CLASSES = "(|(objectClass=posixGroup)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+_NO_SUCH_OBJECT = 32
+_DN_SPECIALS = frozenset(',+"\\<>;=')
+
+
+class LdapGroupSource:
+    """Users (``posixAccount``) and groups from LDAP over one reused, thread-safe connection.
+
+    A user is ``(&(objectClass=posixAccount)(uid=U))`` under ``user_base``; its groups are its
+    primary ``gidNumber`` plus every entry under ``group_base`` that lists it: ``posixGroup``
+    ``memberUid``, ``groupOfNames`` ``member`` DN, ``groupOfUniqueNames`` ``uniqueMember`` DN.
+    Only entries with a ``gidNumber`` are POSIX groups (whatever class supplies it, e.g. an
+    auxiliary ``posixGroup`` as in rfc2307bis/FreeIPA); a ``groupOfNames`` without one is skipped,
+    since a permission check needs a gid. Nested groups are not expanded. A ``uniqueMember``
+    carrying the optional ``#'…'B`` UID matches no plain DN (RFC 4517 ``uniqueMemberMatch``), so
+    both paths ignore it. Filter values are escaped; the full pass uses simple paged results.
+    """
+
+    def __init__(self, url: str, user_base: str, group_base: str, bind_dn: str | None = None,
+                 bind_password: str | None = None, timeout: float = 5.0, page_size: int = 1000):
+        self.user_base, self.group_base = user_base, group_base
+        self.page_size = page_size
+        self.url = url
+        self._connect_timeout = timeout
+        self._bind = (bind_dn, bind_password)
+        self._receive_timeout = max(1, math.ceil(timeout))  # ldap3 packs it as whole seconds
+        self._conn: ldap3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # -- connection ------------------------------------------------------------------------
+    def _connection(self) -> ldap3.Connection:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                # A fresh Server each time: ldap3 remembers a refused address as unusable.
+                server = ldap3.Server(self.url, connect_timeout=self._connect_timeout,
+                                      get_info=ldap3.NONE)
+                conn = ldap3.Connection(
+                    server, user=self._bind[0], password=self._bind[1], read_only=True,
+                    client_strategy=ldap3.SAFE_SYNC, receive_timeout=self._receive_timeout,
+                    raise_exceptions=False, check_names=False)
+                try:
+                    conn.open()
+                    status, result, _, _ = conn.bind()
+                except BaseException:
+                    _close(conn)
+                    raise
+                if not status:
+                    _close(conn)
+                    raise GroupsUnavailable(f"LDAP bind failed: {result.get('description')}")
+                self._conn = conn
+            return self._conn
+
+    def _discard(self, conn: ldap3.Connection) -> None:
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+        _close(conn)
+
+    def _search(self, base: str, search_filter: str, attributes: list[str],
+                paged: bool = False) -> list[tuple[str, dict[str, list[Any]]]]:
+        """All entries (dn, attributes); one reconnect-and-retry, then GroupsUnavailable."""
+        error: Exception | None = None
+        for _attempt in range(2):
+            conn = None
+            try:
+                conn = self._connection()
+                return self._search_pages(conn, base, search_filter, attributes, paged)
+            except LDAPException as exc:
+                logger.warning("LDAP %s: %s; reconnecting", self.url, exc)
+                error = exc
+                if conn is not None:
+                    self._discard(conn)
+        raise GroupsUnavailable(f"LDAP unavailable: {error}") from error
+
+    def _search_pages(self, conn: ldap3.Connection, base: str, search_filter: str,
+                      attributes: list[str], paged: bool) -> list[tuple[str, dict]]:
+        entries: list[tuple[str, dict]] = []
+        cookie: bytes | None = None
+        while True:
+            _, result, response, _ = conn.search(
+                base, search_filter, attributes=attributes, dereference_aliases=ldap3.DEREF_NEVER,
+                paged_size=self.page_size if paged else None, paged_cookie=cookie)
+            if result["result"] == _NO_SUCH_OBJECT:
+                return entries
+            if result["result"] != 0:
+                raise GroupsUnavailable(f"LDAP search under {base} failed: {result['description']}"
+                                        f" {result.get('message', '')}".rstrip())
+            entries.extend((r["dn"], r["attributes"]) for r in response
+                           if r["type"] == "searchResEntry")
+            cookie = (result.get("controls") or {}).get(_PAGED_RESULTS, {}).get("value", {}).get("cookie")
+            if not paged or not cookie:
+                return entries
+
+    # -- the protocol --------------------------------------------------------------------
+    def lookup(self, username: str) -> PosixUser | None:
+        if not username or "\0" in username:
+            return None
+        users = self._search(self.user_base, f"(&(objectClass=posixAccount)(uid={escape_filter_chars(username)}))",
+                             ["uid", "uidNumber", "gidNumber"])
+        if len(users) != 1:
+            if users:
+                logger.error("LDAP has %d posixAccounts for uid %r; refusing", len(users), username)
+            return None
+        dn, attrs = users[0]
+        ident = _identity(attrs)
+        if ident is None:
+            logger.error("LDAP entry %s lacks a usable uidNumber/gidNumber", dn)
+            return None
+        name, uid, gid = next((u for u in attrs["uid"] if u.lower() == username.lower()), username), *ident
+        member, dn_value = escape_filter_chars(name), escape_filter_chars(dn)
+        groups = self._search(
+            self.group_base,
+            f"(&(gidNumber=*){_GROUP_CLASSES}(|(gidNumber={gid})(memberUid={member})"
+            f"(member={dn_value})(uniqueMember={dn_value})))", ["cn", "gidNumber"])
+        names: dict[int, str] = {}
+        for _, gattrs in groups:
+            gid_value = _first_int(gattrs.get("gidNumber"))
+            if gid_value is not None and gattrs.get("cn"):
+                names.setdefault(gid_value, gattrs["cn"][0])
+        return PosixUser(name, uid, gid, frozenset(names) | {gid}, names)
+
+    def iter_users(self) -> Iterator[PosixUser]:
+        users = self._search(self.user_base, "(objectClass=posixAccount)",
+                             ["uid", "uidNumber", "gidNumber"], paged=True)
+        ident: dict[str, tuple[int, int]] = {}
+        by_dn: dict[str, str] = {}
+        for dn, attrs in users:
+            found = _identity(attrs)
+            if found is None or not attrs.get("uid"):
+                continue
+            name = attrs["uid"][0]
+            if name in ident:  # ambiguous: the live look-up refuses it too
+                ident[name] = (-1, -1)
+                continue
+            ident[name], by_dn[_dn_key(dn)] = found, name
+        del users
+        groups = self._search(self.group_base, f"(&(gidNumber=*){_GROUP_CLASSES})",
+                              ["cn", "gidNumber", "memberUid", "member", "uniqueMember"], paged=True)
+        names: dict[int, str] = {}
+        member_of: dict[str, set[int]] = {}
+        for _, attrs in groups:
+            gid = _first_int(attrs.get("gidNumber"))
+            if gid is None:
+                continue
+            if attrs.get("cn"):
+                names.setdefault(gid, attrs["cn"][0])
+            members = [m for m in attrs.get("memberUid", ()) if m in ident]
+            members += [by_dn.get(_dn_key(dn)) for dn in attrs.get("member", ())]
+            members += [by_dn.get(_dn_key(dn)) for dn in attrs.get("uniqueMember", ()) if "#" not in dn]
+            for member in members:
+                if member is not None:
+                    member_of.setdefault(member, set()).add(gid)
+        logger.info("LDAP pass: %d users, %d groups", len(ident), len(groups))
+        del groups
+        for name, (uid, gid) in ident.items():
+            if uid < 0:
+                continue
+            gids = frozenset(member_of.get(name, ())) | {gid}
+            yield PosixUser(name, uid, gid, gids, {g: names[g] for g in gids if g in names})
+
+    def close(self) -> None:
+        """Drop the pooled connection (it is reopened on next use)."""
+        if self._conn is not None:
+            self._discard(self._conn)
+
+
+def _close(conn: ldap3.Connection) -> None:
+    """Unbind if the server still listens; close the socket in any case."""
+    try:
+        conn.unbind()
+    except (LDAPException, OSError):
+        pass
+    sock = getattr(conn, "socket", None)
+    if sock is not None:
+        sock.close()
+
+
+def _first_int(values: list | None) -> int | None:
+    try:
+        return int(values[0]) if values else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _identity(attrs: dict) -> tuple[int, int] | None:
+    uid, gid = _first_int(attrs.get("uidNumber")), _first_int(attrs.get("gidNumber"))
+    return None if uid is None or gid is None else (uid, gid)
+
+
+def _dn_key(dn: str) -> str:
+    """A comparable form of a DN: case and outer spaces folded, escapes made canonical."""
+    if "\\" in dn or '"' in dn:
+        rdns = _unescape_dn(dn)
+    else:
+        rdns = [(a, v) for a, _, v in (rdn.partition("=") for rdn in dn.split(","))]
+    return ",".join(f"{a.strip().lower()}={_escape_value(v.strip().lower())}" for a, v in rdns)
+
+
+def _escape_value(value: str) -> str:
+    if _DN_SPECIALS.isdisjoint(value):
+        return value
+    return "".join(f"\\{c}" if c in _DN_SPECIALS else c for c in value)
+
+
+def _unescape_dn(dn: str) -> list[tuple[str, str]]:
+    """Split a DN at unescaped ``,`` and ``=``, resolving ``\\XX`` and ``\\c`` escapes (RFC 4514)."""
+    rdns: list[tuple[str, str]] = []
+    attr: bytes | None = None
+    buf, raw, i = bytearray(), dn.encode(), 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte == 0x5C and i + 1 < len(raw):
+            pair = raw[i + 1:i + 3]
+            if len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair):
+                buf.append(int(pair, 16))
+                i += 3
+            else:
+                buf.append(raw[i + 1])
+                i += 2
+            continue
+        if byte == 0x3D and attr is None:
+            attr, buf = bytes(buf), bytearray()
+        elif byte == 0x2C:
+            rdns.append(((attr or b"").decode(), buf.decode("utf-8", "replace")))
+            attr, buf = None, bytearray()
+        elif byte != 0x22:
+            buf.append(byte)
+        i += 1
+    rdns.append(((attr or b"").decode(), buf.decode("utf-8", "replace")))
+    return rdns
