@@ -1,0 +1,78 @@
+"""``python -m scitoken_issuer``: the embedded all-in-one issuer (SPEC §2).
+
+Applies the database migrations for the embedded SQLite default, makes sure a signing key
+exists, prints what it is using, then serves with gunicorn on HOST:PORT. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gunicorn.app.base import BaseApplication
+
+from .settings import ConfigError
+
+
+class EmbeddedServer(BaseApplication):
+    """gunicorn with the already-built app: one worker process, a few threads."""
+
+    def __init__(self, app, bind: str, threads: int = 8):
+        self.application = app
+        self.options = {"bind": bind, "workers": 1, "threads": threads, "worker_class": "gthread",
+                        "accesslog": "-", "graceful_timeout": 5, "timeout": 60}
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return self.application
+
+
+def prepare(app) -> list[str]:
+    """Bring the database to the current schema (SQLite) and the key set up; describe the setup."""
+    from flask_migrate import upgrade
+
+    from .extensions import db, runtime
+    with app.app_context():
+        rt = runtime()
+        settings = rt.settings
+        uri = app.config["SQLALCHEMY_DATABASE_URI"]
+        if uri.startswith("sqlite"):
+            upgrade(directory=app.extensions["migrate"].directory)
+        key = rt.keys.signing_key()
+        db.session.commit()
+        lines = [
+            f"issuer        {settings.issuer_address}",
+            f"database      {db.engine.url.render_as_string(hide_password=True)}",
+            f"tasks         {'Celery over ' + settings.redis_url if settings.redis_url else 'in process (no REDIS_URL)'}",
+            f"login         {'upstream IdP ' + settings.idp_address if settings.idp_address else 'DEVELOPMENT LOGIN (no IDP_ADDRESS): not for production'}",
+            f"signing key   {key.alg} kid={key.kid}",
+            f"token profile {settings.token_profile}, audience {settings.audience}",
+            f"storage root  {settings.posix_path or '(POSIX_PATH unset: storage scopes are refused)'}",
+            f"groups        {'LDAP ' + settings.ldap_url if settings.use_ldap else 'system (NSS)'}",
+            f"instance      {app.instance_path}",
+        ]
+    return lines
+
+
+def main() -> int:
+    try:
+        from .app import create_app
+        app = create_app()
+        lines = prepare(app)
+    except ConfigError as exc:
+        print(f"scitoken-issuer: configuration error: {exc}", file=sys.stderr)
+        return 2
+    settings = app.extensions["scitoken_issuer"].settings
+    print("scitoken-issuer (embedded)")
+    for line in lines:
+        print("  " + line)
+    print(f"  serving on    http://{settings.host}:{settings.port}  (Ctrl-C stops)", flush=True)
+    EmbeddedServer(app, f"{settings.host}:{settings.port}").run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

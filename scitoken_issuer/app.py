@@ -1,0 +1,103 @@
+"""The application factory: ``create_app(config=None) -> Flask``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+
+from .extensions import csrf, db, migrate
+from .runtime import Runtime
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = str(Path(__file__).parent / "migrations")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the issuer. ``config`` overrides the environment (tests); nothing touches the
+    database, Redis or LDAP here."""
+    config = dict(config or {})
+    instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("INSTANCE_PATH")
+    app = Flask(__name__, instance_path=instance_path and os.path.abspath(instance_path),
+                instance_relative_config=True)
+    settings = Settings.load(config)
+    init_config(app, settings, config)
+    init_logging(app, settings)
+    init_database(app)
+    init_runtime(app, settings)
+    init_oauth(app)
+    init_blueprints(app)
+    init_cli(app)
+    return app
+
+
+def init_config(app: Flask, settings: Settings, overrides: Mapping[str, Any]) -> None:
+    app.config.update(settings.as_flask_config())
+    app.config["SECRET_KEY"] = settings.secret_key or _development_secret(app)
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url or \
+        f"sqlite:///{os.path.join(app.instance_path, 'scitoken-issuer.db')}"
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = settings.issuer_address.startswith("https://")
+    app.config["WTF_CSRF_TIME_LIMIT"] = 3600
+    app.config["TESTING"] = bool(overrides.get("TESTING", False))
+
+
+def _development_secret(app: Flask) -> str:
+    """In development, generate SECRET_KEY once and keep it in the instance folder (0600).
+    Several processes may race here: O_EXCL makes exactly one of them write it."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    path = os.path.join(app.instance_path, "secret_key")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            value = Path(path).read_text().strip()
+            if value:
+                return value
+            import time
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty; delete it to generate a new SECRET_KEY")
+    value = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def init_logging(app: Flask, settings: Settings) -> None:
+    logging.getLogger("scitoken_issuer").setLevel(settings.log_level)
+
+
+def init_database(app: Flask) -> None:
+    from . import models  # noqa: F401  (registers the tables on the metadata)
+    os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+
+
+def init_runtime(app: Flask, settings: Settings) -> None:
+    app.extensions["scitoken_issuer"] = Runtime.build(settings, app.config["SECRET_KEY"])
+
+
+def init_oauth(app: Flask) -> None:
+    from .oauth2 import init_oauth as _init_oauth
+    csrf.init_app(app)
+    _init_oauth(app)
+
+
+def init_cli(app: Flask) -> None:
+    from .commands import init_cli as _init_cli
+    _init_cli(app)
+
+
+def init_blueprints(app: Flask) -> None:
+    from .blueprints import register_blueprints
+    register_blueprints(app)

@@ -1,0 +1,112 @@
+"""Operator commands, on ``app.cli`` so both ``scitoken-issuer`` and ``flask`` see them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from .extensions import db, runtime
+from .services.clients import ClientMetadataError
+from .settings import describe
+
+client_cli = AppGroup("client", help="Register, list, show and delete OAuth clients.")
+keys_cli = AppGroup("keys", help="Inspect and rotate signing keys.")
+
+
+def _client_json(client) -> dict:
+    return {**client.client_info, "source": client.source, **client.client_metadata}
+
+
+@client_cli.command("add")
+@click.option("--name", "client_name", help="human name shown on consent pages")
+@click.option("--grant", "grant_types", multiple=True,
+              help="grant type (repeat): authorization_code, refresh_token, client_credentials, "
+                   "urn:ietf:params:oauth:grant-type:device_code, ...")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="redirect URI (repeat)")
+@click.option("--scope", help="the client's scope policy, space separated")
+@click.option("--public", is_flag=True, help="a public client (no secret; PKCE required)")
+@click.option("--auth-method", type=click.Choice(["client_secret_basic", "client_secret_post"]),
+              default="client_secret_basic", show_default=True)
+@click.option("--profile", type=click.Choice(["wlcg", "scitokens"]), help="token profile for this client")
+@click.option("--client-id", help="choose the client id (default: random)")
+def client_add(client_name, grant_types, redirect_uris, scope, public, auth_method, profile, client_id):
+    """Register a client as an administrator (may hold privileged grants). Prints the secret once."""
+    metadata = {"client_name": client_name, "grant_types": list(grant_types) or None,
+                "redirect_uris": list(redirect_uris), "scope": scope, "token_profile": profile,
+                "token_endpoint_auth_method": "none" if public else auth_method}
+    try:
+        registration = runtime().clients.register({k: v for k, v in metadata.items() if v},
+                                                  admin=True, source="admin", client_id=client_id)
+    except ClientMetadataError as exc:
+        raise click.ClickException(exc.description) from None
+    db.session.commit()
+    out = _client_json(registration.client)
+    if registration.client_secret:
+        out["client_secret"] = registration.client_secret
+    out["registration_access_token"] = registration.registration_access_token
+    click.echo(json.dumps(out, indent=2))
+
+
+@client_cli.command("list")
+def client_list():
+    """One line per client: id, source, grant types, name."""
+    for client in runtime().clients.list():
+        click.echo(f"{client.client_id:44} {client.source:8} {','.join(client.grant_types):60} {client.client_name}")
+
+
+@client_cli.command("show")
+@click.argument("client_id")
+def client_show(client_id):
+    client = runtime().clients.get(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id}")
+    click.echo(json.dumps(_client_json(client), indent=2))
+
+
+@client_cli.command("delete")
+@click.argument("client_id")
+def client_delete(client_id):
+    clients = runtime().clients
+    client = clients.get(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id}")
+    if client.source == "static":
+        raise click.ClickException(f"{client_id} is defined in STATIC_CLIENTS; remove it there")
+    clients.delete(client)
+    db.session.commit()
+    click.echo(f"deleted {client_id}")
+
+
+@keys_cli.command("list")
+def keys_list():
+    """The published keys and what each does now."""
+    view = runtime().keys.view(fresh=True)
+    rows = [("next", k) for k in view.upcoming] + ([("current", view.current)] if view.current else []) + \
+        [("retired", k) for k in view.retired]
+    for state, key in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(key.activates_at))
+        click.echo(f"{state:8} {key.kid} {key.alg} generation={key.generation} signs-from={when}")
+
+
+@keys_cli.command("rotate")
+@click.option("--immediately", is_flag=True, help="sign with the new key at once (compromised key)")
+def keys_rotate(immediately):
+    """Publish a new signing key; it signs after KEY_PUBLISH_HOURS (or at once)."""
+    key = runtime().keys.rotate(immediately=immediately)
+    click.echo(f"created {key.kid} ({key.alg}), signs from {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(key.activates_at))}")
+
+
+@click.command("settings")
+def settings_command():
+    """Every setting with its default and meaning."""
+    click.echo(describe())
+
+
+def init_cli(app: Flask) -> None:
+    app.cli.add_command(client_cli)
+    app.cli.add_command(keys_cli)
+    app.cli.add_command(settings_command)

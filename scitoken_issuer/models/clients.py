@@ -1,0 +1,108 @@
+"""OAuth clients, with the authlib ``ClientMixin`` interface over hashed secrets."""
+
+from __future__ import annotations
+
+import hmac
+
+from authlib.oauth2.rfc6749 import ClientMixin
+from sqlalchemy import JSON, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db, runtime
+
+#: Grants only an administrator may give a client (SPEC §8).
+PRIVILEGED_GRANTS = frozenset({
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+})
+
+
+class Client(db.Model, ClientMixin):
+    """A registered client. ``client_metadata`` holds the RFC 7591 metadata as registered."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    client_id_issued_at: Mapped[int] = mapped_column(Integer)
+    client_secret_expires_at: Mapped[int] = mapped_column(Integer, default=0)
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: who registered it: "dynamic" (anonymous RFC 7591), "admin" (CLI or admin token), "static"
+    source: Mapped[str] = mapped_column(String(16))
+    client_metadata: Mapped[dict] = mapped_column(JSON)
+
+    # -- metadata accessors -------------------------------------------------------------------
+    @property
+    def redirect_uris(self) -> list[str]:
+        return list(self.client_metadata.get("redirect_uris") or [])
+
+    @property
+    def grant_types(self) -> list[str]:
+        return list(self.client_metadata.get("grant_types") or ["authorization_code"])
+
+    @property
+    def response_types(self) -> list[str]:
+        return list(self.client_metadata.get("response_types") or ["code"])
+
+    @property
+    def scope(self) -> str:
+        return self.client_metadata.get("scope") or ""
+
+    @property
+    def token_endpoint_auth_method(self) -> str:
+        return self.client_metadata.get("token_endpoint_auth_method") or "client_secret_basic"
+
+    @property
+    def client_name(self) -> str:
+        return self.client_metadata.get("client_name") or self.client_id
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    @property
+    def privileged(self) -> bool:
+        return bool(PRIVILEGED_GRANTS & set(self.grant_types))
+
+    @property
+    def client_info(self) -> dict:
+        return {
+            "client_id": self.client_id,
+            "client_id_issued_at": self.client_id_issued_at,
+            "client_secret_expires_at": self.client_secret_expires_at,
+        }
+
+    # -- authlib ClientMixin ------------------------------------------------------------------
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        uris = self.redirect_uris
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        # The real decision is made by the policy service with the user; here keep the request.
+        return scope or ""
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris  # exact match, RFC 9700 §4.1.3
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.client_secret_hash or not isinstance(client_secret, str):
+            return False
+        candidate = runtime().secrets.hash(client_secret)
+        return hmac.compare_digest(candidate, self.client_secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if endpoint == "token":
+            return method == self.token_endpoint_auth_method
+        # introspection and revocation: confidential clients by secret, public by client_id
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type in self.response_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types

@@ -1,0 +1,58 @@
+"""RFC 8414 / OpenID Connect Discovery metadata, derived from what is actually registered."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from ..extensions import runtime
+from .server import authorization
+
+SCOPES_SUPPORTED = [
+    "openid", "profile", "email", "offline_access", "wlcg.groups",
+    "storage.read:/", "storage.create:/", "storage.modify:/", "storage.stage:/",
+    "read:/", "write:/", "compute.read", "compute.modify", "compute.create", "compute.cancel",
+]
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def _has(endpoint: str) -> bool:
+    return endpoint in current_app.view_functions
+
+
+def server_metadata() -> dict:
+    """Every field advertises something this running issuer does."""
+    settings = runtime().settings
+    base = settings.issuer_address
+    grants = [grant.GRANT_TYPE for grant, _ext in authorization._token_grants]
+    meta: dict = {
+        "issuer": base,
+        "jwks_uri": f"{base}/auth/certs",
+        "token_endpoint": f"{base}/auth/token",
+        "grant_types_supported": grants,
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "scopes_supported": SCOPES_SUPPORTED,
+        "response_types_supported": [],
+        "introspection_endpoint": f"{base}/auth/introspect",
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint": f"{base}/auth/revoke",
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+    }
+    if settings.registration != "closed":
+        meta["registration_endpoint"] = f"{base}/auth/client/registration"
+    if _has("oauth.authorize.authorize"):
+        meta.update({
+            "authorization_endpoint": f"{base}/auth/authorize",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
+        })
+    if _has("oauth.userinfo.userinfo"):
+        meta.update({
+            "userinfo_endpoint": f"{base}/auth/userinfo",
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [settings.key_type],
+        })
+    if _has("oauth.device.device_authorization"):
+        meta["device_authorization_endpoint"] = f"{base}/auth/device/code"
+    return meta

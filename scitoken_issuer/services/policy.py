@@ -1,0 +1,66 @@
+"""Which scopes a client may carry (its registered scope policy, SPEC §5.4 and §7).
+
+A client's registered ``scope`` is its policy: storage scopes there cover the same permission
+on the path and everything below it; ``wlcg.groups`` covers every group, ``wlcg.groups:/g``
+group ``/g`` and its subgroups; other scopes are matched exactly. A user-facing client that
+registered no scope gets :data:`DEFAULT_USER_CLIENT_SCOPE` (the user's POSIX permissions still
+decide every storage scope); a client acting for itself (client credentials, token exchange)
+gets nothing it did not register.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .scopes import Scope, parse_scopes, storage_permissions
+
+DEFAULT_USER_CLIENT_SCOPE = ("openid profile email offline_access wlcg.groups "
+                             "storage.read:/ storage.create:/ storage.modify:/ storage.stage:/")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a scope was refused: ``scope`` is the first refused scope, ``reason`` says why."""
+
+    scope: str
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _under(path: str, prefix: str) -> bool:
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+def client_policy(client, *, for_user: bool) -> list[Scope]:
+    registered = client.scope
+    if not registered and for_user:
+        registered = DEFAULT_USER_CLIENT_SCOPE
+    return parse_scopes(registered)
+
+
+def policy_allows(policy: list[Scope], scope: Scope) -> bool:
+    """Whether one requested scope falls within a client's policy."""
+    if scope.kind == "storage":
+        needed = set(storage_permissions(scope))
+        for allowed in policy:
+            if allowed.kind == "storage" and _under(scope.path, allowed.path):
+                needed -= set(storage_permissions(allowed))
+        return not needed
+    if scope.kind == "groups":
+        for allowed in policy:
+            if allowed.kind == "groups" and (allowed.path is None or
+                                             (scope.path is not None and _under(scope.path, allowed.path))):
+                return True
+        return False
+    return any(allowed.raw == scope.raw for allowed in policy)
+
+
+def check_client_scopes(client, scopes: list[Scope], *, for_user: bool) -> Refusal | None:
+    """The first requested scope outside the client's policy, or None when all are inside."""
+    policy = client_policy(client, for_user=for_user)
+    for scope in scopes:
+        if not policy_allows(policy, scope):
+            return Refusal(scope.raw, f"scope {scope.raw} is not allowed for client {client.client_id}")
+    return None

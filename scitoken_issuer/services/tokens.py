@@ -1,0 +1,115 @@
+"""Access-token minting in the WLCG 1.0 and SciTokens 2.0 profiles (SPEC §6), and their records.
+
+Access tokens are JWTs signed with the current key. Each issued token is recorded by ``jti`` so
+introspection (RFC 7662) can report revocation (RFC 7009); the JWT itself is never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import IssuedToken
+from .audit import audit
+from .keys import KeyStore
+
+logger = logging.getLogger(__name__)
+
+WLCG = "wlcg"
+SCITOKENS = "scitokens"
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """What an access token says, decided by the grant before minting."""
+
+    subject: str
+    client_id: str
+    scopes: list[str]
+    grant_type: str
+    profile: str = WLCG
+    audience: str | list[str] | None = None
+    groups: list[str] = field(default_factory=list)  # wlcg.groups values, e.g. ["/atlas"]
+    lifetime: int | None = None
+    family_id: str | None = None
+    extra_claims: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    token: str
+    claims: dict
+    expires_in: int
+
+
+class TokenService:
+    """Mints signed access tokens and answers what the issuer knows about one."""
+
+    def __init__(self, keys: KeyStore, issuer: str, default_audience: str, default_lifetime: int):
+        self.keys = keys
+        self.issuer = issuer
+        self.default_audience = default_audience
+        self.default_lifetime = default_lifetime
+
+    def claims_for(self, request: TokenRequest, now: int | None = None) -> dict:
+        now = int(time.time()) if now is None else now
+        lifetime = request.lifetime or self.default_lifetime
+        claims = {
+            "iss": self.issuer,
+            "sub": request.subject,
+            "aud": request.audience or self.default_audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "jti": str(uuid.uuid4()),
+            "scope": " ".join(request.scopes),
+            "client_id": request.client_id,
+        }
+        if request.profile == SCITOKENS:
+            claims["ver"] = "scitoken:2.0"
+        else:
+            claims["wlcg.ver"] = "1.0"
+            if request.groups:
+                claims["wlcg.groups"] = list(request.groups)
+        claims.update(request.extra_claims)
+        return claims
+
+    def mint(self, request: TokenRequest) -> MintedToken:
+        """Sign an access token, record its ``jti`` (flushed, committed by the caller), audit it."""
+        key = self.keys.signing_key()
+        claims = self.claims_for(request)
+        header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+        token = jwt.encode(header, claims, key.private)
+        db.session.add(IssuedToken(
+            jti=claims["jti"], client_id=request.client_id, subject=request.subject,
+            scope=claims["scope"], grant_type=request.grant_type, issued_at=claims["iat"],
+            expires_at=claims["exp"], family_id=request.family_id))
+        audit("issue", "granted", subject=request.subject, client_id=request.client_id,
+              scope=claims["scope"], jti=claims["jti"], grant_type=request.grant_type)
+        return MintedToken(token, claims, claims["exp"] - claims["iat"])
+
+    def verify(self, token: str) -> dict | None:
+        """Claims of a token this issuer signed with a published key and that has not expired."""
+        keys = [k.private for k in self.keys.view().published]
+        if not keys or not isinstance(token, str) or len(token) > 16384:
+            return None
+        try:
+            decoded = jwt.decode(token, KeySet(keys), algorithms=["RS256", "ES256"])
+        except (JoseError, ValueError, TypeError):
+            return None
+        claims = decoded.claims
+        now = time.time()
+        if claims.get("iss") != self.issuer or not isinstance(claims.get("exp"), int) or claims["exp"] <= now:
+            return None
+        return claims
+
+    def record(self, jti: str) -> IssuedToken | None:
+        return db.session.execute(select(IssuedToken).where(IssuedToken.jti == jti)).scalar_one_or_none()

@@ -1,0 +1,242 @@
+"""Every setting of the issuer in one typed place: name, default, one-line doc, validation.
+
+Settings come from the environment; ``create_app(config)`` may override any of them with an
+explicit mapping (tests). They are validated once at start-up and read-only afterwards. A bad
+value raises :class:`ConfigError` whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+def _bool(name: str, value: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _int(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, value: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name}: must be between {low} and {high}, got {number}")
+        return number
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        text = str(value).strip()
+        if text not in choices:
+            raise ConfigError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+        return text
+    return parse
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, value: str) -> str:
+        text = str(value).strip().rstrip("/")
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ConfigError(f"{name}: expected a {'/'.join(schemes)} URL, got {value!r}")
+        return text
+    return parse
+
+
+def _str(name: str, value: str) -> str:
+    return str(value).strip()
+
+
+def _json_list(name: str, value: str) -> list:
+    if isinstance(value, list):
+        return value
+    try:
+        data = json.loads(value) if str(value).strip() else []
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ConfigError(f"{name}: expected a JSON list of objects")
+    return data
+
+
+_UNSET = object()
+
+#: name -> (parser, default, doc). ``None`` defaults mean "unset".
+SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
+    "ISSUER_ENV": (_choice("development", "production"), "development",
+                   "development allows the local login and generated secrets; production refuses them"),
+    "HOST": (_str, "127.0.0.1", "address `python -m scitoken_issuer` listens on"),
+    "PORT": (_int(1, 65535), 8080, "port `python -m scitoken_issuer` listens on"),
+    "ISSUER_ADDRESS": (_url(("http", "https")), None, "public address of this issuer; default http://HOST:PORT"),
+    "AUDIENCE": (_str, "https://wlcg.cern.ch/jwt/v1/any", "default `aud` of access tokens"),
+    "IDP_ADDRESS": (_url(("http", "https")), None, "upstream OIDC identity provider; unset: development login"),
+    "IDP_CLIENT_ID": (_str, None, "this issuer's client id at the upstream IdP"),
+    "IDP_CLIENT_SECRET": (_str, None, "this issuer's client secret at the upstream IdP"),
+    "IDP_USERNAME_CLAIM": (_str, "preferred_username", "id-token claim naming the POSIX user"),
+    "IDP_RECHECK_INTERVAL": (_int(0, 86400), 300, "seconds between re-checks of a user at the IdP on refresh"),
+    "POSIX_PATH": (_str, None, "root of the filesystem storage scopes are checked against; unset: no storage scopes"),
+    "POSIX_STRICT": (_bool, True, "refuse recursive scopes when a directory below denies the user"),
+    "USE_LDAP": (_bool, False, "resolve users and groups from LDAP instead of the system (NSS)"),
+    "LDAP_URL": (_url(("ldap", "ldaps", "ldapi")), None, "LDAP server, e.g. ldaps://ldap.example.org"),
+    "LDAP_USER_BASE": (_str, None, "base DN of posixAccount users"),
+    "LDAP_GROUP_BASE": (_str, None, "base DN of posixGroup / groupOfNames groups"),
+    "LDAP_BIND_DN": (_str, None, "optional bind DN; anonymous when unset"),
+    "LDAP_BIND_PASSWORD": (_str, None, "password of LDAP_BIND_DN"),
+    "GROUP_CACHE_TTL": (_int(0, 86400 * 7), 300, "seconds a group answer may be served from cache"),
+    "GROUP_CACHE_MAX_STALENESS": (_int(0, 86400 * 7), 3600,
+                                  "seconds a cached answer may still be served while LDAP is down"),
+    "DATABASE_URL": (_str, None, "SQLAlchemy URL; default SQLite in the instance folder"),
+    "REDIS_URL": (_url(("redis", "rediss", "unix")), None, "Redis for Celery, caches and rate limits; unset: in process"),
+    "SECRET_KEY": (_str, None, "signs sessions and derives at-rest encryption keys; generated and kept in development"),
+    "KEY_TYPE": (_choice("RS256", "ES256"), "RS256", "signing algorithm: RS256 (RSA) or ES256 (P-256)"),
+    "KEY_SIZE": (_int(2048, 8192), 2048, "RSA modulus size in bits for RS256 keys"),
+    "KEY_ROTATION_DAYS": (_int(1, 3650), 90, "days a signing key signs before the next one takes over"),
+    "KEY_PUBLISH_HOURS": (_int(1, 24 * 30), 24, "hours the next key is published in the JWKS before it signs"),
+    "TOKEN_PROFILE": (_choice("wlcg", "scitokens"), "wlcg", "default access-token profile (per-client override)"),
+    "ACCESS_TOKEN_LIFETIME": (_int(60, 86400 * 7), 3600, "seconds"),
+    "REFRESH_TOKEN_LIFETIME": (_int(60, 86400 * 400), 2592000, "seconds"),
+    "REFRESH_REUSE_GRACE": (_int(0, 300), 10, "seconds a rotated refresh token may be retried by a concurrent request"),
+    "DEVICE_CODE_LIFETIME": (_int(60, 86400), 600, "seconds"),
+    "DEVICE_POLL_INTERVAL": (_int(1, 60), 5, "seconds between device-flow polls"),
+    "AUTH_CODE_LIFETIME": (_int(10, 600), 60, "seconds"),
+    "REGISTRATION": (_choice("open", "admin", "closed"), "open",
+                     "dynamic registration: open to anyone (never privileged), admin token only, or closed"),
+    "ADMIN_TOKEN": (_str, None, "bearer token that may register privileged clients; unset: CLI only"),
+    "STATIC_CLIENTS": (_json_list, [], "JSON list of operator-registered clients (RFC 7591 metadata + client_id/secret)"),
+    "DEV_USERS_FILE": (_str, None, "development login users; default config/dev-users.json"),
+    "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings. Attribute names are the variable names in lower case."""
+
+    issuer_env: str
+    host: str
+    port: int
+    issuer_address: str
+    audience: str
+    idp_address: str | None
+    idp_client_id: str | None
+    idp_client_secret: str | None
+    idp_username_claim: str
+    idp_recheck_interval: int
+    posix_path: str | None
+    posix_strict: bool
+    use_ldap: bool
+    ldap_url: str | None
+    ldap_user_base: str | None
+    ldap_group_base: str | None
+    ldap_bind_dn: str | None
+    ldap_bind_password: str | None
+    group_cache_ttl: int
+    group_cache_max_staleness: int
+    database_url: str | None
+    redis_url: str | None
+    secret_key: str | None
+    key_type: str
+    key_size: int
+    key_rotation_days: int
+    key_publish_hours: int
+    token_profile: str
+    access_token_lifetime: int
+    refresh_token_lifetime: int
+    refresh_reuse_grace: int
+    device_code_lifetime: int
+    device_poll_interval: int
+    auth_code_lifetime: int
+    registration: str
+    admin_token: str | None
+    static_clients: list
+    dev_users_file: str | None
+    log_level: str
+
+    @property
+    def production(self) -> bool:
+        return self.issuer_env == "production"
+
+    @property
+    def dev_login(self) -> bool:
+        """The local development login replaces the IdP when no IdP is configured."""
+        return self.idp_address is None
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None,
+             environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read every setting from ``overrides``, then ``environ``, then its default; validate."""
+        environ = os.environ if environ is None else environ
+        overrides = overrides or {}
+        values: dict[str, Any] = {}
+        for name, (parse, default, _doc) in SETTINGS.items():
+            raw = overrides.get(name, _UNSET)
+            if raw is _UNSET:
+                raw = environ.get(name, _UNSET)
+            if raw is _UNSET or raw is None or (isinstance(raw, str) and raw.strip() == ""):
+                values[name.lower()] = default
+            elif isinstance(raw, (bool, int, list)) and not isinstance(raw, str):
+                values[name.lower()] = parse(name, raw if not isinstance(raw, bool) else str(raw))
+            else:
+                values[name.lower()] = parse(name, raw)
+        if values["issuer_address"] is None:
+            values["issuer_address"] = f"http://{values['host']}:{values['port']}"
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field checks; each failure is one line naming the variable."""
+        if self.idp_address and not (self.idp_client_id and self.idp_client_secret):
+            raise ConfigError("IDP_CLIENT_ID: IDP_ADDRESS is set, so IDP_CLIENT_ID and IDP_CLIENT_SECRET are required")
+        if self.use_ldap:
+            for name in ("ldap_url", "ldap_user_base", "ldap_group_base"):
+                if not getattr(self, name):
+                    raise ConfigError(f"{name.upper()}: required when USE_LDAP is true")
+        if self.ldap_bind_dn and self.ldap_bind_password is None:
+            raise ConfigError("LDAP_BIND_PASSWORD: required when LDAP_BIND_DN is set")
+        if self.posix_path is not None and not os.path.isabs(self.posix_path):
+            raise ConfigError(f"POSIX_PATH: must be an absolute path, got {self.posix_path!r}")
+        if self.production:
+            if not self.secret_key:
+                raise ConfigError("SECRET_KEY: required when ISSUER_ENV is production")
+            if self.dev_login:
+                raise ConfigError("IDP_ADDRESS: required when ISSUER_ENV is production "
+                                  "(the development login is refused in production)")
+            if not self.issuer_address.startswith("https://"):
+                raise ConfigError("ISSUER_ADDRESS: must be https when ISSUER_ENV is production")
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ConfigError("SECRET_KEY: must be at least 32 characters")
+        if self.admin_token is not None and len(self.admin_token) < 32:
+            raise ConfigError("ADMIN_TOKEN: must be at least 32 characters")
+        if self.key_publish_hours >= self.key_rotation_days * 24:
+            raise ConfigError("KEY_PUBLISH_HOURS: must be shorter than KEY_ROTATION_DAYS")
+        for index, client in enumerate(self.static_clients):
+            if not isinstance(client.get("client_id"), str) or not client["client_id"]:
+                raise ConfigError(f"STATIC_CLIENTS: entry {index} has no client_id")
+
+    def as_flask_config(self) -> dict[str, Any]:
+        return {f.name.upper(): getattr(self, f.name) for f in fields(self)}
+
+
+def describe() -> str:
+    """A table of every setting, its default and doc (for `scitoken-issuer settings`)."""
+    lines = []
+    for name, (_parse, default, doc) in SETTINGS.items():
+        shown = "(unset)" if default in (None, []) else str(default).lower() if isinstance(default, bool) else default
+        lines.append(f"{name:28} {shown!s:34} {doc}")
+    return "\n".join(lines)
