@@ -154,69 +154,63 @@ class LdapGroupSource:
     """
 
     def __init__(self, url: str, user_base: str, group_base: str, bind_dn: str | None = None,
-                 bind_password: str | None = None, timeout: float = 5.0, page_size: int = 1000):
-        self.user_base, self.group_base = user_base, group_base
+                 bind_password: str | None = None, timeout: float = 5.0, page_size: int = 500):
+        self.url, self.user_base, self.group_base = url, user_base, group_base
         self.page_size = page_size
-        self.url = url
-        self._connect_timeout = timeout
         self._bind = (bind_dn, bind_password)
+        self._connect_timeout = timeout
         self._receive_timeout = max(1, math.ceil(timeout))  # ldap3 packs it as whole seconds
         self._conn: ldap3.Connection | None = None
-        self._lock = threading.Lock()
+        # One connection, one operation at a time: a page of the full pass holds the lock only
+        # for that page, so live look-ups interleave. (ldap3's SAFE_SYNC would deep-copy every
+        # response, which costs a third of the full pass.)
+        self._lock = threading.RLock()
 
     # -- connection ------------------------------------------------------------------------
     def _connection(self) -> ldap3.Connection:
-        with self._lock:
-            if self._conn is None or self._conn.closed:
-                # A fresh Server each time: ldap3 remembers a refused address as unusable.
-                server = ldap3.Server(self.url, connect_timeout=self._connect_timeout,
-                                      get_info=ldap3.NONE)
-                conn = ldap3.Connection(
-                    server, user=self._bind[0], password=self._bind[1], read_only=True,
-                    client_strategy=ldap3.SAFE_SYNC, receive_timeout=self._receive_timeout,
-                    raise_exceptions=False, check_names=False)
-                try:
-                    conn.open()
-                    status, result, _, _ = conn.bind()
-                except BaseException:
-                    _close(conn)
-                    raise
-                if not status:
-                    _close(conn)
-                    raise GroupsUnavailable(f"LDAP bind failed: {result.get('description')}")
-                self._conn = conn
-            return self._conn
-
-    def _discard(self, conn: ldap3.Connection) -> None:
-        with self._lock:
-            if self._conn is conn:
-                self._conn = None
-        _close(conn)
+        """The pooled connection, opened and bound on first use or after a failure (lock held)."""
+        if self._conn is None or self._conn.closed:
+            # A fresh Server each time: ldap3 remembers a refused address as unusable for a while.
+            server = ldap3.Server(self.url, connect_timeout=self._connect_timeout, get_info=ldap3.NONE)
+            conn = ldap3.Connection(
+                server, user=self._bind[0], password=self._bind[1], read_only=True,
+                receive_timeout=self._receive_timeout, raise_exceptions=False, check_names=False)
+            try:
+                conn.open()
+                bound = conn.bind()
+            except BaseException:
+                _close(conn)
+                raise
+            if not bound:
+                _close(conn)
+                raise GroupsUnavailable(f"LDAP bind failed: {conn.result.get('description')}")
+            self._conn = conn
+        return self._conn
 
     def _search(self, base: str, search_filter: str, attributes: list[str],
                 paged: bool = False) -> list[tuple[str, dict[str, list[Any]]]]:
         """All entries (dn, attributes); one reconnect-and-retry, then GroupsUnavailable."""
         error: Exception | None = None
         for _attempt in range(2):
-            conn = None
             try:
-                conn = self._connection()
-                return self._search_pages(conn, base, search_filter, attributes, paged)
+                return self._search_pages(base, search_filter, attributes, paged)
             except LDAPException as exc:
                 logger.warning("LDAP %s: %s; reconnecting", self.url, exc)
                 error = exc
-                if conn is not None:
-                    self._discard(conn)
+                self.close()
         raise GroupsUnavailable(f"LDAP unavailable: {error}") from error
 
-    def _search_pages(self, conn: ldap3.Connection, base: str, search_filter: str,
-                      attributes: list[str], paged: bool) -> list[tuple[str, dict]]:
+    def _search_pages(self, base: str, search_filter: str, attributes: list[str],
+                      paged: bool) -> list[tuple[str, dict]]:
         entries: list[tuple[str, dict]] = []
         cookie: bytes | None = None
         while True:
-            _, result, response, _ = conn.search(
-                base, search_filter, attributes=attributes, dereference_aliases=ldap3.DEREF_NEVER,
-                paged_size=self.page_size if paged else None, paged_cookie=cookie)
+            with self._lock:
+                conn = self._connection()
+                conn.search(base, search_filter, attributes=attributes,
+                            dereference_aliases=ldap3.DEREF_NEVER,
+                            paged_size=self.page_size if paged else None, paged_cookie=cookie)
+                result, response = conn.result, conn.response or []
             if result["result"] == _NO_SUCH_OBJECT:
                 return entries
             if result["result"] != 0:
@@ -269,7 +263,7 @@ class LdapGroupSource:
             if name in ident:  # ambiguous: the live look-up refuses it too
                 ident[name] = (-1, -1)
                 continue
-            ident[name], by_dn[_dn_key(dn)] = found, name
+            ident[name], by_dn[_dn_key(dn)], by_dn[dn] = found, name, name
         del users
         groups = self._search(self.group_base, f"(&(gidNumber=*){_GROUP_CLASSES})",
                               ["cn", "gidNumber", "memberUid", "member", "uniqueMember"], paged=True)
@@ -282,8 +276,9 @@ class LdapGroupSource:
             if attrs.get("cn"):
                 names.setdefault(gid, attrs["cn"][0])
             members = [m for m in attrs.get("memberUid", ()) if m in ident]
-            members += [by_dn.get(_dn_key(dn)) for dn in attrs.get("member", ())]
-            members += [by_dn.get(_dn_key(dn)) for dn in attrs.get("uniqueMember", ()) if "#" not in dn]
+            members += [by_dn.get(dn) or by_dn.get(_dn_key(dn)) for dn in attrs.get("member", ())]
+            members += [by_dn.get(dn) or by_dn.get(_dn_key(dn))
+                        for dn in attrs.get("uniqueMember", ()) if "#" not in dn]
             for member in members:
                 if member is not None:
                     member_of.setdefault(member, set()).add(gid)
@@ -297,8 +292,10 @@ class LdapGroupSource:
 
     def close(self) -> None:
         """Drop the pooled connection (it is reopened on next use)."""
-        if self._conn is not None:
-            self._discard(self._conn)
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            _close(conn)
 
 
 def _close(conn: ldap3.Connection) -> None:
