@@ -211,9 +211,21 @@ def test_encoding_is_compact_and_round_trips():
     assert decode_entry("x", encode_entry(_Entry(2.0, None))) == (2.0, None)
 
 
-def test_ttl_must_not_exceed_staleness_bound():
+def test_lifetimes():
+    """GROUP_CACHE_TTL 0 means always live; the staleness bound is never below the TTL."""
     with pytest.raises(ValueError):
-        GroupCache(FakeSource(), ttl=600, max_staleness=300)
+        GroupCache(FakeSource(), ttl=-1)
+    assert GroupCache(FakeSource(), ttl=600, max_staleness=300).max_staleness == 600
+
+
+def test_ttl_zero_always_looks_up_but_bridges_outages(backend, clock):
+    source = FakeSource(ALICE)
+    cache = make(source, backend, clock, ttl=0, max_staleness=60)
+    cache.get("alice")
+    cache.get("alice")
+    assert source.lookups == ["alice", "alice"]
+    source.down = True
+    assert cache.get("alice") == ALICE
 
 
 def test_ldap_outage_served_from_precomputed_cache(slapd, redis_url, clock):

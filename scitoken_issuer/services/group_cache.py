@@ -134,14 +134,15 @@ class GroupCache:
                  prefix: str = "scitoken-issuer:groups:", front_ttl: float = 5.0,
                  chunk_size: int = 5000, lock_timeout: float = 900,
                  clock: Callable[[], float] = time.time):
-        if not 0 < ttl <= max_staleness:
-            raise ValueError("need 0 < ttl <= max_staleness")
+        if min(ttl, max_staleness, negative_ttl) < 0:
+            raise ValueError("cache lifetimes must not be negative")
         self.source = source
-        self.ttl, self.max_staleness, self.negative_ttl = ttl, max_staleness, negative_ttl
+        # ttl 0 means always live (the cache then only bridges outages); staleness is at least ttl.
+        self.ttl, self.max_staleness, self.negative_ttl = ttl, max(ttl, max_staleness), negative_ttl
         self.front_ttl = front_ttl if redis_client is not None else 0.0
         self.chunk_size, self.lock_timeout, self.clock = chunk_size, lock_timeout, clock
         self._store: _MemoryStore | _RedisStore = (
-            _MemoryStore() if redis_client is None else _RedisStore(redis_client, prefix, max_staleness))
+            _MemoryStore() if redis_client is None else _RedisStore(redis_client, prefix, max(self.max_staleness, negative_ttl)))
         self._front: dict[str, tuple[float, PosixUser | None]] = {}
 
     def get(self, username: str) -> PosixUser | None:
@@ -224,7 +225,7 @@ class GroupCache:
             logger.warning("group cache write failed: %s", exc)
 
     def _remember(self, username: str, user: PosixUser | None, until: float) -> None:
-        if self.front_ttl <= 0:
+        if self.front_ttl <= 0 or until <= self.clock():
             return
         if len(self._front) >= FRONT_CACHE_MAX:
             self._front.clear()
