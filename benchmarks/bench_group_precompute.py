@@ -9,7 +9,6 @@ warm ``GroupCache.get`` latency (p50/p99, µs). Numbers only; nothing is asserte
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
