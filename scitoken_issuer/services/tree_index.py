@@ -94,13 +94,80 @@ def _within(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top + "/")
 
 
+class _DenialLists:
+    """For one access kind (r+x or w+x): which boundaries lack it, by the class that would decide.
+
+    A plain directory denies user U iff U owns it and the owner bits lack the access, or U does
+    not own it, its group is one of U's and the group bits lack it, or neither and the other bits
+    lack it. So: owner-denials by uid, group-denials by gid, other-denials in one list with a
+    pointer to the next entry of another gid (to skip, in one step, a run of U's group's
+    directories), and ACL'd or unreadable directories, which are judged one by one.
+    """
+
+    def __init__(self, boundaries: list[Boundary], want: int) -> None:
+        self.by_owner: dict[int, list[int]] = {}
+        self.by_group: dict[int, list[int]] = {}
+        self.other: list[int] = []
+        self.special: list[int] = []
+        for i, b in enumerate(boundaries):
+            if b.kind == "unreadable" or (b.kind == "directory" and b.acl is not None):
+                self.special.append(i)
+            elif b.kind == "directory":
+                if (b.mode >> 6) & want != want:
+                    self.by_owner.setdefault(b.uid, []).append(i)
+                if (b.mode >> 3) & want != want:
+                    self.by_group.setdefault(b.gid, []).append(i)
+                if b.mode & want != want:
+                    self.other.append(i)
+        self.other_gid = [boundaries[i].gid for i in self.other]
+        self.next_run = [len(self.other)] * len(self.other)
+        for k in range(len(self.other) - 2, -1, -1):
+            same = self.other_gid[k + 1] == self.other_gid[k]
+            self.next_run[k] = self.next_run[k + 1] if same else k + 1
+
+    def first(self, boundaries: list[Boundary], lo: int, hi: int, user: PosixUser, permission: str) -> int:
+        """Smallest position in [lo, hi) that denies ``user``; ``hi`` if none."""
+        best = hi
+        owned = self.by_owner.get(user.uid)
+        if owned:
+            k = bisect_left(owned, lo)
+            if k < len(owned) and owned[k] < best:
+                best = owned[k]
+        for gid in user.gids:
+            positions = self.by_group.get(gid)
+            if positions:
+                for k in range(bisect_left(positions, lo), len(positions)):
+                    if positions[k] >= best:
+                        break
+                    if boundaries[positions[k]].uid != user.uid:
+                        best = positions[k]
+                        break
+        other, other_gid, gids = self.other, self.other_gid, user.gids
+        k = bisect_left(other, lo)
+        while k < len(other) and other[k] < best:
+            if other_gid[k] in gids:
+                k = self.next_run[k]
+            elif boundaries[other[k]].uid == user.uid:
+                k += 1
+            else:
+                best = other[k]
+                break
+        special = self.special
+        for k in range(bisect_left(special, lo), len(special)):
+            if special[k] >= best:
+                break
+            if boundaries[special[k]].denies(user, permission):
+                best = special[k]
+                break
+        return best
+
+
 class TreeIndex:
     """Boundaries of one tree, sorted by path, answering :meth:`first_denial` quickly.
 
-    Boundaries below a path are a contiguous range of the sorted list. Per query the cost is the
-    smaller of scanning that range and checking each distinct (owner, group, mode, ACL) signature
-    once, then bisecting that signature's positions — so a query on ``/`` of a big tree with few
-    distinct permission patterns stays cheap.
+    Boundaries below a path are a contiguous range of the sorted list; per access kind a
+    :class:`_DenialLists` finds the first one in a range that denies a given user with a few
+    bisections, however many boundaries the range holds.
     """
 
     def __init__(self, root: str, boundaries: list[Boundary], scanned_at: float | None = None,
@@ -110,14 +177,10 @@ class TreeIndex:
         self.directories = directories
         self._boundaries = sorted(boundaries, key=lambda b: b.path)
         self._paths = [b.path for b in self._boundaries]
-        self._positions: dict[tuple[object, ...], list[int]] = {}
-        self._links: list[int] = []
         self._unreadable = {b.path: b for b in self._boundaries if b.kind == "unreadable"}
-        for i, b in enumerate(self._boundaries):
-            if b.kind == "symlink":
-                self._links.append(i)
-            else:
-                self._positions.setdefault(b._signature(), []).append(i)
+        self._links = [i for i, b in enumerate(self._boundaries) if b.kind == "symlink"]
+        self._denials = {want: _DenialLists(self._boundaries, want)
+                         for want in {needed_bits(p, True) for p in ("read", "create")}}
 
     def __iter__(self) -> Iterator[Boundary]:
         return iter(self._boundaries)
@@ -134,7 +197,7 @@ class TreeIndex:
         ``path`` itself is judged only if it is a boundary: ``check_access`` checks it live.
         ``None`` means nothing below ``path`` refuses.
         """
-        needed_bits(permission, True)
+        want = needed_bits(permission, True)
         path = path.rstrip("/") or "/"
         if self._unreadable:
             above = path
@@ -145,29 +208,19 @@ class TreeIndex:
         if path == "/":
             lo, hi = 0, len(self._paths)
         else:
-            for i in range(bisect_left(self._paths, path), len(self._paths)):
-                b = self._boundaries[i]
-                if b.path != path:
-                    break
-                if b.kind != "symlink" and b.denies(user, permission):
-                    return b
+            lo = bisect_left(self._paths, path)
             # "0" follows "/": [path + "/", path + "0") is exactly the subtree below path.
-            lo, hi = bisect_left(self._paths, path + "/"), bisect_left(self._paths, path + "0")
-        first: int | None = None
-        if hi - lo <= len(self._positions):
-            for i in range(lo, hi):
+            below, hi = bisect_left(self._paths, path + "/"), bisect_left(self._paths, path + "0")
+            for i in range(lo, below):  # path itself (siblings like path-x lie in between)
                 b = self._boundaries[i]
-                if b.kind != "symlink" and b.denies(user, permission):
-                    first = i
-                    break
-        else:
-            for positions in self._positions.values():
-                if not self._boundaries[positions[0]].denies(user, permission):
-                    continue
-                j = bisect_left(positions, lo)
-                if j < len(positions) and positions[j] < hi and (first is None or positions[j] < first):
-                    first = positions[j]
-        for i in self._links[bisect_left(self._links, lo):]:
+                if b.path == path and b.kind != "symlink" and b.denies(user, permission):
+                    return b
+            lo = below
+        first: int | None = self._denials[want].first(self._boundaries, lo, hi, user, permission)
+        first = None if first == hi else first
+        links = self._links
+        for k in range(bisect_left(links, lo), len(links)):
+            i = links[k]
             if i >= hi or (first is not None and i > first):
                 break
             b = self._boundaries[i]
@@ -175,12 +228,6 @@ class TreeIndex:
                 first = i
                 break
         return None if first is None else self._boundaries[first]
-
-    def _lookup(self, path: str) -> Boundary | None:
-        i = bisect_left(self._paths, path)
-        if i < len(self._paths) and self._paths[i] == path and self._boundaries[i].kind != "symlink":
-            return self._boundaries[i]
-        return None
 
     def describe(self) -> Iterator[str]:
         """Lines for ``scitoken-issuer scan-tree``: a header, then one line per boundary."""
