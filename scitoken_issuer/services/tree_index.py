@@ -86,9 +86,6 @@ class Boundary:
         acl = "  +acl" if self.acl is not None else ""
         return f"{self.path}  owner {self.uid} group {self.gid} mode {self.mode:04o}{acl}"
 
-    def _signature(self) -> tuple[object, ...]:
-        return (self.kind, self.uid, self.gid, self.mode, self.acl)
-
 
 def _within(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top + "/")
