@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_database(app)
     init_runtime(app, settings)
     init_oauth(app)
+    init_celery(app)
     init_blueprints(app)
     init_cli(app)
     return app
@@ -91,6 +92,11 @@ def init_oauth(app: Flask) -> None:
     from .oauth2 import init_oauth as _init_oauth
     csrf.init_app(app)
     _init_oauth(app)
+
+
+def init_celery(app: Flask) -> None:
+    from .background import celery_init_app
+    celery_init_app(app)
 
 
 def init_cli(app: Flask) -> None:

@@ -91,6 +91,8 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "IDP_RECHECK_INTERVAL": (_int(0, 86400), 300, "seconds between re-checks of a user at the IdP on refresh"),
     "POSIX_PATH": (_str, None, "root of the filesystem storage scopes are checked against; unset: no storage scopes"),
     "POSIX_STRICT": (_bool, True, "refuse recursive scopes when a directory below denies the user"),
+    "TREE_INDEX_MAX_AGE": (_int(10, 86400 * 7), 600,
+                           "seconds between rebuilds of the strict-mode permission index"),
     "USE_LDAP": (_bool, False, "resolve users and groups from LDAP instead of the system (NSS)"),
     "LDAP_URL": (_url(("ldap", "ldaps", "ldapi")), None, "LDAP server, e.g. ldaps://ldap.example.org"),
     "LDAP_USER_BASE": (_str, None, "base DN of posixAccount users"),
@@ -139,6 +141,7 @@ class Settings:
     idp_recheck_interval: int
     posix_path: str | None
     posix_strict: bool
+    tree_index_max_age: int
     use_ldap: bool
     ldap_url: str | None
     ldap_user_base: str | None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
+from authlib.oauth2.rfc9207 import IssuerParameter
+
+from ..extensions import runtime
+from .grants.authorization_code import AuthorizationCodeGrant, OpenIDCode, StrictCodeChallenge
 from .grants.client_credentials import ClientCredentialsGrant
+from .grants.refresh_token import RefreshTokenGrant
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
 from .server import authorization
@@ -12,8 +17,23 @@ from .server import authorization
 
 def init_oauth(app: Flask) -> None:
     authorization.init_app(app)
-    if authorization._token_grants:  # grants and endpoints are registered once per process
-        return
+    if not authorization._token_grants:  # grants and endpoints are registered once per process
+        register_protocol()
+    clients = app.extensions["scitoken_issuer"].clients
+    clients.supported_grants = frozenset(grant.GRANT_TYPE for grant, _ in authorization._token_grants)
+
+
+class Issuer(IssuerParameter):
+    """RFC 9207: the ``iss`` parameter on every authorization response."""
+
+    def get_issuer(self) -> str:
+        return runtime().settings.issuer_address
+
+
+def register_protocol() -> None:
+    authorization.register_grant(AuthorizationCodeGrant, [StrictCodeChallenge(required=True), OpenIDCode()])
+    authorization.register_grant(RefreshTokenGrant)
+    authorization.register_extension(Issuer())
     authorization.register_grant(ClientCredentialsGrant)
     authorization.register_endpoint(IntrospectionEndpoint)
     authorization.register_endpoint(RevocationEndpoint)

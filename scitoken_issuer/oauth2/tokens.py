@@ -1,8 +1,10 @@
-"""The token generator authlib calls for every grant: JWT access tokens in the client's profile."""
+"""The token generator authlib calls for user grants: JWT access tokens in the client's profile,
+and a refresh token when the user granted ``offline_access``."""
 
 from __future__ import annotations
 
 from ..extensions import runtime
+from ..services.authorization import UserAuthorization
 from ..services.scopes import parse_scopes, render_scopes
 from ..services.tokens import TokenRequest
 
@@ -11,24 +13,42 @@ def client_profile(client) -> str:
     return client.client_metadata.get("token_profile") or runtime().settings.token_profile
 
 
-def generate_token(grant_type: str, client, user=None, scope: str | None = None,
-                   expires_in: int | None = None, include_refresh_token: bool = True) -> dict:
-    """Mint the access token (and, for users asking ``offline_access``, a refresh token).
+def user_info_claims(user: UserAuthorization, scope: str) -> dict:
+    """OIDC claims about the user for the granted ``scope`` (id token and userinfo)."""
+    scopes = set((scope or "").split())
+    claims: dict = {"sub": user.subject}
+    if "profile" in scopes:
+        claims["preferred_username"] = user.subject
+        if user.claims.get("name"):
+            claims["name"] = user.claims["name"]
+    if "email" in scopes and user.claims.get("email"):
+        claims["email"] = user.claims["email"]
+    if user.grant is not None and user.grant.groups:
+        claims["wlcg.groups"] = list(user.grant.groups)
+    return claims
 
-    ``scope`` is the *granted* scope the grant decided; ``user`` is a
-    :class:`~scitoken_issuer.services.policy.Authorization` for user grants, None for clients.
-    """
+
+def generate_token(grant_type: str, client, user: UserAuthorization | None = None, scope: str | None = None,
+                   expires_in: int | None = None, include_refresh_token: bool = True) -> dict:
+    """Mint the access token for ``user`` with the scopes the grant decided (``user.grant``)."""
     rt = runtime()
+    if user is None or user.grant is None:  # pragma: no cover - every user grant decides first
+        raise RuntimeError(f"{grant_type}: token requested before the scopes were decided")
+    granted = parse_scopes(scope) if scope is not None else user.grant.scopes
     profile = client_profile(client)
-    scopes = render_scopes(parse_scopes(scope or ""), profile)
-    if user is None:
-        request = TokenRequest(subject=client.client_id, client_id=client.client_id, scopes=scopes,
-                               grant_type=grant_type, profile=profile)
-        minted = rt.tokens.mint(request)
-        token = {"access_token": minted.token, "token_type": "Bearer", "expires_in": minted.expires_in}
-    else:
-        token = rt.refresh.issue_tokens(grant_type, client, user, scopes, profile,
-                                        include_refresh_token=include_refresh_token)
-    if scopes:
-        token["scope"] = " ".join(scopes)
+    family = None
+    if include_refresh_token and client.check_grant_type("refresh_token") and (
+            user.family_id or any(s.raw == "offline_access" for s in user.grant.scopes)):
+        if user.family_id:
+            family = rt.refresh.family(user.family_id)
+        else:
+            family = rt.refresh.new_family(client.client_id, user.subject, user.grant.scope, user.identity_id)
+    minted = rt.tokens.mint(TokenRequest(
+        subject=user.subject, client_id=client.client_id, scopes=render_scopes(granted, profile),
+        grant_type=grant_type, profile=profile, audience=user.audience, groups=user.grant.groups,
+        family_id=family.id if family else None))
+    token = {"access_token": minted.token, "token_type": "Bearer", "expires_in": minted.expires_in,
+             "scope": minted.claims["scope"]}
+    if family is not None:
+        token["refresh_token"] = rt.refresh.issue(family)
     return token

@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", DEVICE_GRANT, "client_credentials",
-                              TOKEN_EXCHANGE_GRANT})
+#: Every grant this issuer implements; the running server narrows it to what it registered.
+SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", DEVICE_GRANT, "client_credentials"})
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 #: Metadata of this issuer beyond RFC 7591 that a client may register.
 EXTENSION_FIELDS = ("token_profile",)
@@ -82,19 +82,20 @@ def check_redirect_uri(uri: object) -> str:
                               f"private-use scheme: {uri}", "invalid_redirect_uri")
 
 
-def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = None) -> dict:
+def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = None,
+                      supported_grants: frozenset[str] = SUPPORTED_GRANTS) -> dict:
     """Check and normalise client metadata; raise :class:`ClientMetadataError` naming the problem."""
     data = dict(metadata)
     grants = data.get("grant_types") or ["authorization_code"]
     if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
         raise ClientMetadataError("grant_types must be a list of strings")
-    unknown = [g for g in grants if g not in SUPPORTED_GRANTS]
-    if unknown:
-        raise ClientMetadataError(f"unsupported grant_type: {unknown[0]}")
     privileged = PRIVILEGED_GRANTS & set(grants)
     already = PRIVILEGED_GRANTS & set(current.grant_types) if current else set()
     if privileged - already and not admin:
         raise PrivilegeError(f"grant_type {sorted(privileged - already)[0]} may only be given by an administrator")
+    unknown = [g for g in grants if g not in supported_grants]
+    if unknown:
+        raise ClientMetadataError(f"unsupported grant_type: {unknown[0]}")
     data["grant_types"] = list(dict.fromkeys(grants))
 
     responses = data.get("response_types") or (["code"] if "authorization_code" in grants else [])
@@ -146,6 +147,8 @@ class ClientRegistry:
         self.box = box
         self.issuer = issuer
         self.static: dict[str, Client] = {}
+        #: the grant types the authorization server has registered (set in ``init_oauth``)
+        self.supported_grants: frozenset[str] = SUPPORTED_GRANTS
 
     def get(self, client_id: object) -> Client | None:
         if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
@@ -162,7 +165,7 @@ class ClientRegistry:
     def register(self, metadata: dict, *, admin: bool, source: str = "dynamic",
                  client_id: str | None = None, client_secret: str | None = None,
                  with_registration_token: bool = True) -> Registration:
-        data = validate_metadata(metadata, admin=admin)
+        data = validate_metadata(metadata, admin=admin, supported_grants=self.supported_grants)
         client_id = client_id or new_secret(16)
         if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
             raise ClientMetadataError("client_id must be 1 to 128 characters")
@@ -184,7 +187,7 @@ class ClientRegistry:
         return Registration(client, secret, token)
 
     def update(self, client: Client, metadata: dict, *, admin: bool) -> Client:
-        data = validate_metadata(metadata, admin=admin, current=client)
+        data = validate_metadata(metadata, admin=admin, current=client, supported_grants=self.supported_grants)
         if data["token_endpoint_auth_method"] == "none":
             client.client_secret_hash = None
         elif client.client_secret_hash is None:
@@ -215,7 +218,7 @@ class ClientRegistry:
             client_id = entry.pop("client_id")
             secret = entry.pop("client_secret", None)
             try:
-                data = validate_metadata(entry, admin=True)
+                data = validate_metadata(entry, admin=True, supported_grants=self.supported_grants)
             except ClientMetadataError as exc:
                 raise ValueError(f"entry {index} ({client_id}): {exc.description}") from None
             if data["token_endpoint_auth_method"] != "none" and not secret:

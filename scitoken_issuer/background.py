@@ -1,0 +1,67 @@
+"""Celery wired to the Flask app (SPEC §2): Redis as broker and result backend, or in process.
+
+With ``REDIS_URL`` the tasks run in worker processes (``celery -A workers.celery_app worker``)
+and Celery beat runs the periodic ones. Without it every task runs in the calling process
+(``task_always_eager``), which is the embedded default.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask, current_app, has_app_context
+
+
+def celery_init_app(app: Flask) -> Celery:
+    settings = app.extensions["scitoken_issuer"].settings
+
+    class FlaskTask(Task):
+        """Runs inside an app context: the caller's (in process) or the worker's own app."""
+
+        def __call__(self, *args, **kwargs):
+            if has_app_context():
+                return self.run(*args, **kwargs)
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks"])
+    eager = not settings.redis_url
+    celery.conf.update(
+        broker_url=settings.redis_url or "memory://",
+        result_backend=settings.redis_url or "cache+memory://",
+        task_always_eager=eager,
+        task_eager_propagates=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        beat_schedule=beat_schedule(settings),
+        timezone="UTC",
+    )
+    app.extensions["celery"] = celery
+    return celery
+
+
+def beat_schedule(settings) -> dict:
+    """The cron work: group cache, permission index, key rotation, expiry cleanup."""
+    schedule = {
+        "refresh-group-cache": {"task": "workers.tasks.refresh_group_cache",
+                                "schedule": max(60.0, settings.group_cache_ttl / 2)},
+        "rotate-keys": {"task": "workers.tasks.rotate_keys", "schedule": 3600.0},
+        "cleanup-expired": {"task": "workers.tasks.cleanup_expired", "schedule": 3600.0},
+    }
+    if settings.posix_path and settings.posix_strict:
+        schedule["rebuild-tree-index"] = {"task": "workers.tasks.rebuild_tree_index",
+                                          "schedule": max(10.0, settings.tree_index_max_age / 2)}
+    return schedule
+
+
+def dispatch(name: str, *args, **kwargs):
+    """Send task ``workers.tasks.<name>`` through this app's Celery (or run it, in process)."""
+    celery: Celery = current_app.extensions["celery"]
+    return celery.tasks[f"workers.tasks.{name}"].apply_async(args=args, kwargs=kwargs)

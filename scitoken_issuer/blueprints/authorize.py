@@ -1,0 +1,45 @@
+"""The authorization endpoint (RFC 6749 §3.1): sign in, consent, then a code for the client."""
+
+from __future__ import annotations
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, render_template, request
+
+from ..oauth2.server import authorization
+from ..services.authorization import UserAuthorization
+from .consent import consent_view
+from .edge import commit_on_success
+from .errors import error_response
+from .login import require_login, signed_in
+
+bp = Blueprint("authorize", __name__)
+
+
+def _oauth_error(error: OAuth2Error):
+    """Errors with a verified redirect URI go back to the client; others get a readable page."""
+    if getattr(error, "redirect_uri", None):
+        return authorization.handle_error_response(None, error)
+    return error_response(error.status_code or 400, error.error, error.description or error.error)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@commit_on_success
+def authorize():
+    try:
+        grant = authorization.get_consent_grant(end_user=None)
+    except OAuth2Error as error:
+        return _oauth_error(error)
+    login_redirect = require_login()
+    if login_redirect is not None:
+        return login_redirect
+    user = signed_in()
+    client = grant.client
+    if request.method == "GET":
+        scopes, refusal = consent_view(user.username, grant.request.payload.scope, client)
+        return render_template("consent.html", client=client, user=user, scopes=scopes, refusal=refusal,
+                               action=request.full_path, hidden=[])
+    grant_user = None
+    if request.form.get("decision") == "approve":
+        grant_user = UserAuthorization(subject=user.username, identity_id=user.identity_id,
+                                       auth_time=user.auth_time, claims=user.claims)
+    return authorization.create_authorization_response(grant=grant, grant_user=grant_user)

@@ -1,0 +1,88 @@
+"""Signing in: redirect to the upstream IdP and back (``/auth/callback``), or the development login."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from ..background import dispatch
+from ..extensions import runtime
+from ..services.login import SESSION_KEY, SignedIn, development_login
+from .errors import ServiceUnavailable, error_response
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("login", __name__)
+
+IDP_STATE_KEY = "idp_login"
+#: How long the web process waits for the worker's IdP code exchange.
+EXCHANGE_TIMEOUT = 30
+
+
+def safe_next(value: str | None) -> str:
+    """Only local paths: never an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/auth/device"
+    return value
+
+
+def signed_in() -> SignedIn | None:
+    return SignedIn.from_session(session.get(SESSION_KEY))
+
+
+def require_login():
+    """A redirect to sign in (coming back to this page), or None when signed in."""
+    if signed_in() is not None:
+        return None
+    return redirect(url_for("oauth.login.login", next=request.full_path.rstrip("?")))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    rt = runtime()
+    target = safe_next(request.values.get("next"))
+    if rt.idp is None:
+        return _development_login(target)
+    url, state = rt.idp.begin_login(rt.settings.issuer_address + url_for("oauth.login.callback"))
+    session[IDP_STATE_KEY] = {"state": state.to_dict(), "next": target}
+    return redirect(url)
+
+
+def _development_login(target: str):
+    error = None
+    if request.method == "POST":
+        signed = development_login(request.form.get("username", "")[:64], request.form.get("password", "")[:256])
+        if signed is not None:
+            session.clear()
+            session[SESSION_KEY] = signed.to_session()
+            return redirect(target)
+        error = "Unknown user or wrong password."
+    status = 401 if error else 200
+    return render_template("dev_login.html", next=target, error=error), status
+
+
+@bp.get("/callback")
+def callback():
+    pending = session.pop(IDP_STATE_KEY, None)
+    if not isinstance(pending, dict) or "state" not in pending:
+        return error_response(400, "invalid_request",
+                              "This sign-in link has expired or was already used. Please start again.")
+    try:
+        result = dispatch("exchange_idp_code", pending["state"], request.args.to_dict()).get(
+            timeout=EXCHANGE_TIMEOUT, disable_sync_subtasks=False)
+    except Exception as exc:  # broker down, worker gone or too slow: the user may retry
+        logger.warning("IdP code exchange did not complete: %s", type(exc).__name__)
+        raise ServiceUnavailable("the sign-in service") from None
+    if not result.get("ok"):
+        if result.get("error") == "unavailable":
+            raise ServiceUnavailable(result.get("message", "the identity provider"))
+        return error_response(400, "access_denied", f"Sign-in failed: {result.get('message')}")
+    session[SESSION_KEY] = result["login"]
+    return redirect(safe_next(pending.get("next")))
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    session.clear()
+    return render_template("message.html", title="Signed out", message="You are signed out of the token issuer.")

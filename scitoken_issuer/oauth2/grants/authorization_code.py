@@ -1,0 +1,162 @@
+"""RFC 6749 §4.1 authorization code with PKCE (RFC 7636, S256 only) and OpenID Connect.
+
+Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once
+(a conditional update makes a concurrent replay lose). The user's scopes are decided when the
+user approves (``create_authorization_response``), through the one policy interface.
+"""
+
+from __future__ import annotations
+
+import time
+
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import OpenIDCode as _OpenIDCode
+from sqlalchemy import update
+
+from ...extensions import db, runtime
+from ...models import AuthorizationCode
+from ...services.audit import audit
+from ...services.authorization import Grant, UserAuthorization
+from ...services.policy import Refusal
+from ...services.scopes import parse_scopes
+from ..audience import requested_audience
+from ..tokens import user_info_claims
+
+
+class StrictCodeChallenge(CodeChallenge):
+    """PKCE with S256 only; required for public clients (SPEC §4)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        payload = grant.request.payload.data
+        if grant.request.client.is_public and not payload.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required for public clients: send code_challenge "
+                                      "with code_challenge_method=S256")
+        if payload.get("code_challenge") and payload.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
+        return super().validate_code_challenge(grant, redirect_uri)
+
+    def get_authorization_code_challenge(self, authorization_code):
+        return authorization_code.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code):
+        return authorization_code.code_challenge_method
+
+
+class StoredCode:
+    """authlib's AuthorizationCodeMixin over a stored row."""
+
+    def __init__(self, row: AuthorizationCode):
+        self.row = row
+        self.code_challenge = row.code_challenge
+        self.code_challenge_method = row.code_challenge_method
+
+    def get_redirect_uri(self) -> str:
+        return self.row.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_nonce(self) -> str | None:
+        return self.row.nonce
+
+    def get_auth_time(self) -> int:
+        return self.row.auth_time
+
+    def get_acr(self):
+        return None
+
+    def get_amr(self):
+        return None
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def create_authorization_response(self, redirect_uri: str, grant_user: UserAuthorization | None):
+        """Decide the scopes when the user approved; refuse with ``invalid_scope`` naming the scope."""
+        if grant_user is not None:
+            client = self.request.client
+            decision = runtime().policy.grant_scopes(
+                runtime().groups.get(grant_user.subject), parse_scopes(self.request.payload.scope or ""), client)
+            if isinstance(decision, Refusal):
+                audit("issue", "refused", subject=grant_user.subject, client_id=client.client_id,
+                      scope=self.request.payload.scope, reason=decision.reason, grant_type="authorization_code")
+                raise InvalidScopeError(decision.reason, redirect_uri=redirect_uri)
+            grant_user = grant_user.with_grant(decision)
+            self.request.audience = requested_audience(self.request.payload.data.get("audience"))
+        return super().create_authorization_response(redirect_uri, grant_user)
+
+    def save_authorization_code(self, code: str, request) -> None:
+        user: UserAuthorization = request.user
+        data = request.payload.data
+        db.session.add(AuthorizationCode(
+            code_hash=runtime().secrets.hash(code), client_id=request.client.client_id,
+            redirect_uri=request.payload.redirect_uri or request.client.get_default_redirect_uri(),
+            scope=user.grant.scope, subject=user.subject, identity_id=user.identity_id,
+            nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"),
+            auth_time=user.auth_time or int(time.time()),
+            expires_at=int(time.time()) + runtime().settings.auth_code_lifetime,
+            claims={"groups": user.grant.groups, "audience": getattr(request, "audience", None),
+                    **user.claims}))
+
+    def query_authorization_code(self, code: str, client) -> StoredCode | None:
+        if not isinstance(code, str) or len(code) > 256:
+            return None
+        row = db.session.get(AuthorizationCode, runtime().secrets.hash(code))
+        if row is None or row.client_id != client.client_id:
+            return None
+        if row.used_at is not None:
+            audit("issue", "refused", subject=row.subject, client_id=client.client_id,
+                  reason="authorization code replayed", grant_type="authorization_code")
+            raise InvalidGrantError("the authorization code was already used")
+        if row.expires_at <= time.time():
+            raise InvalidGrantError("the authorization code has expired")
+        return StoredCode(row)
+
+    def delete_authorization_code(self, authorization_code: StoredCode) -> None:
+        """Mark used; a concurrent exchange of the same code matches no row and fails."""
+        result = db.session.execute(
+            update(AuthorizationCode).where(AuthorizationCode.code_hash == authorization_code.row.code_hash,
+                                            AuthorizationCode.used_at.is_(None))
+            .values(used_at=int(time.time())))
+        if result.rowcount != 1:
+            raise InvalidGrantError("the authorization code was already used")
+
+    def authenticate_user(self, authorization_code: StoredCode) -> UserAuthorization:
+        row = authorization_code.row
+        claims = dict(row.claims or {})
+        groups = claims.pop("groups", [])
+        audience = claims.pop("audience", None)
+        return UserAuthorization(subject=row.subject, identity_id=row.identity_id, auth_time=row.auth_time,
+                                 claims=claims, grant=Grant(parse_scopes(row.scope), groups), audience=audience)
+
+
+class OpenIDCode(_OpenIDCode):
+    """ID tokens signed with the issuer's current key; ``sub`` is the POSIX user name."""
+
+    def resolve_client_private_key(self, client):
+        return runtime().keys.signing_key().private
+
+    def get_client_algorithm(self, client) -> str:
+        return runtime().keys.signing_key().alg
+
+    def get_encode_header(self, client) -> dict:
+        key = runtime().keys.signing_key()
+        return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client) -> dict:
+        now = int(time.time())
+        return {"iss": runtime().settings.issuer_address, "aud": [client.client_id], "iat": now,
+                "exp": now + runtime().settings.access_token_lifetime}
+
+    def exists_nonce(self, nonce: str, request) -> bool:
+        return db.session.query(AuthorizationCode.code_hash).filter_by(
+            client_id=request.payload.client_id, nonce=nonce).first() is not None
+
+    def generate_user_info(self, user: UserAuthorization, scope: str) -> dict:
+        return user_info_claims(user, scope)

@@ -1,0 +1,84 @@
+"""RFC 6749 §6 refresh, with rotation, reuse detection and re-authorization (SPEC §5.3).
+
+Every refresh re-checks the user at the upstream IdP (at most every ``IDP_RECHECK_INTERVAL``),
+re-resolves the user's groups and re-decides every scope: a token only ever says what the
+filesystem allows now. A narrower ``scope`` may be asked, never a wider one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
+
+from ...extensions import db, runtime
+from ...models import RefreshFamily, RefreshToken
+from ...services.audit import audit
+from ...services.authorization import UserAuthorization
+from ...services.identities import IdentityCheckFailed, recheck_identity
+from ...services.policy import Refusal, policy_allows
+from ...services.scopes import parse_scopes
+
+
+@dataclass
+class RefreshCredential:
+    token: RefreshToken
+    family: RefreshFamily
+
+    def check_client(self, client) -> bool:
+        return self.family.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.family.scope
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshCredential | None:
+        rt = runtime()
+        found = rt.refresh.lookup(refresh_token)
+        if found is None:
+            return None
+        token, family = found
+        problem = rt.refresh.check_presented(token, family)
+        if problem:
+            db.session.commit()  # a detected replay's revocation must outlive this error answer
+            audit("issue", "refused", subject=family.subject, client_id=family.client_id, reason=problem,
+                  grant_type="refresh_token")
+            raise InvalidGrantError(problem)
+        return RefreshCredential(token, family)
+
+    def _validate_token_scope(self, credential: RefreshCredential) -> None:
+        requested = self.request.payload.scope
+        if not requested:
+            return
+        allowed = parse_scopes(credential.family.scope)
+        for scope in parse_scopes(requested):
+            if not policy_allows(allowed, scope):
+                raise InvalidScopeError(f"scope {scope.raw} is wider than the original grant")
+
+    def authenticate_user(self, credential: RefreshCredential) -> UserAuthorization:
+        rt = runtime()
+        family, client = credential.family, self.request.client
+        try:
+            recheck_identity(family)
+        except IdentityCheckFailed as exc:
+            rt.refresh.revoke_family(family.id, str(exc))
+            db.session.commit()
+            raise InvalidGrantError(str(exc)) from None
+        requested = self.request.payload.scope or family.scope
+        decision = rt.policy.grant_scopes(rt.groups.get(family.subject), parse_scopes(requested), client)
+        if isinstance(decision, Refusal):
+            audit("issue", "refused", subject=family.subject, client_id=client.client_id, scope=requested,
+                  reason=decision.reason, grant_type="refresh_token")
+            raise InvalidScopeError(decision.reason)
+        return UserAuthorization(subject=family.subject, identity_id=family.identity_id, grant=decision,
+                                 family_id=family.id, auth_time=family.created_at)
+
+    def issue_token(self, user: UserAuthorization, credential: RefreshCredential) -> dict:
+        return self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=True)
+
+    def revoke_old_credential(self, credential: RefreshCredential) -> None:
+        runtime().refresh.rotate(credential.token)

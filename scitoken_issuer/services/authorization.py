@@ -1,0 +1,111 @@
+"""The scope decision for a user (SPEC §7): ``grant_scopes(user, requested_scopes, client)``.
+
+Every user flow (authorization code, device code, refresh) calls this one interface. A storage
+scope is granted only when the POSIX rule allows every WLCG permission it stands for on its
+path under ``POSIX_PATH`` (and, in strict mode, nothing below denies it); every other scope
+follows the client's registered policy. The first refused scope ends the decision: nothing is
+silently narrowed or widened.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from .policy import Refusal, check_client_scopes, client_policy, policy_allows
+from .posix import Decision, StatCache, check_scope
+from .scopes import Scope, parse_scopes
+from .tree_index import TreeIndex
+from .users import PosixUser
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The granted scopes (as requested, in order) and the ``wlcg.groups`` the token may carry."""
+
+    scopes: list[Scope]
+    groups: list[str] = field(default_factory=list)
+
+    @property
+    def scope(self) -> str:
+        return " ".join(s.raw for s in self.scopes)
+
+
+@dataclass(frozen=True)
+class UserAuthorization:
+    """The user an authorization is for, as authlib's grants pass it around (``grant_user``).
+
+    ``subject`` is the POSIX user name (the token's ``sub``); ``identity_id`` links the upstream
+    identity (None for the development login); ``grant`` is set once scopes were decided.
+    """
+
+    subject: str
+    identity_id: int | None = None
+    auth_time: int | None = None
+    claims: dict = field(default_factory=dict)
+    grant: Grant | None = None
+    family_id: str | None = None
+    audience: str | list[str] | None = None
+
+    def with_grant(self, grant: Grant) -> "UserAuthorization":
+        return replace(self, grant=grant)
+
+    def get_user_id(self) -> str:  # authlib calls this on grant users
+        return self.subject
+
+
+class ScopePolicy:
+    """Decides scopes for users against the filesystem under ``root`` (``POSIX_PATH``)."""
+
+    def __init__(self, root: str | None, strict: bool, index: Callable[[], TreeIndex] | None = None,
+                 stat_cache: StatCache | None = None):
+        self.root = root
+        self.strict = strict
+        self.index = index
+        self.stat_cache = stat_cache
+
+    def check_storage(self, user: PosixUser, scope: Scope) -> Decision:
+        """The POSIX decision for one storage scope (every permission it stands for)."""
+        index = self.index() if self.strict and self.index else None
+        return check_scope(self.root, user, scope, index=index, stat_cache=self.stat_cache)
+
+    def grant_scopes(self, user: PosixUser | None, requested: list[Scope] | str, client) -> Grant | Refusal:
+        """Grant all of ``requested`` for ``user`` through ``client``, or refuse naming the first
+        scope that may not be granted and why."""
+        scopes = parse_scopes(requested) if isinstance(requested, str) else list(requested)
+        refusal = check_client_scopes(client, scopes, for_user=True)
+        if refusal:
+            return refusal
+        if user is None:
+            first = next((s for s in scopes if s.kind in ("storage", "groups")), None)
+            if first is not None:
+                return Refusal(first.raw, "the user has no POSIX account on this site")
+            return Grant(scopes)
+        groups: list[str] = []
+        for scope in scopes:
+            if scope.kind == "storage":
+                if self.root is None:
+                    return Refusal(scope.raw, "storage scopes are not available: POSIX_PATH is not configured")
+                decision = self.check_storage(user, scope)
+                if not decision.granted:
+                    return Refusal(scope.raw, f"{scope.raw} refused: {decision.reason}")
+            elif scope.kind == "groups":
+                visible = self.visible_groups(user, client)
+                if scope.path is None:
+                    groups.extend(g for g in visible if g not in groups)
+                elif scope.path in visible:
+                    if scope.path not in groups:
+                        groups.append(scope.path)
+                else:
+                    return Refusal(scope.raw, f"{user.name} is not a member of group {scope.path}")
+        return Grant(scopes, groups)
+
+    @staticmethod
+    def visible_groups(user: PosixUser, client) -> list[str]:
+        """The user's groups as ``/name``, limited to those the client's policy lets it see."""
+        policy = client_policy(client, for_user=True)
+        names = [f"/{name}" for name in user.group_names]
+        return [g for g in names if policy_allows(policy, Scope(f"wlcg.groups:{g}", "groups", None, g))]

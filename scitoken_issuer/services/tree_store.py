@@ -1,0 +1,63 @@
+"""Where the strict-mode tree index lives: Redis (shared by every process) or this process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from .tree_index import TreeIndex, scan_tree
+
+logger = logging.getLogger(__name__)
+
+
+class TreeIndexMissing(Exception):
+    """No index of the tree is stored yet (a worker is building it)."""
+
+
+class TreeIndexStore:
+    """Stores and serves the :class:`TreeIndex` of ``POSIX_PATH``.
+
+    Each process keeps the decoded index and re-reads Redis at most every ``reload_seconds``;
+    with no Redis the index lives in this process and is rebuilt when older than ``max_age``.
+    """
+
+    def __init__(self, root: str, redis_client: redis.Redis | None = None, *, max_age: float = 600,
+                 reload_seconds: float = 30, key: str = "scitoken-issuer:tree-index"):
+        self.root = root
+        self.redis = redis_client
+        self.max_age = max_age
+        self.reload_seconds = reload_seconds
+        self.key = key
+        self._lock = threading.Lock()
+        self._index: TreeIndex | None = None
+        self._loaded_at = 0.0
+
+    def rebuild(self) -> TreeIndex:
+        """Scan the tree now and store the index (Celery task, CLI, or in-process on demand)."""
+        index = scan_tree(self.root)
+        if self.redis is not None:
+            self.redis.set(self.key, index.to_json())
+        with self._lock:
+            self._index, self._loaded_at = index, time.monotonic()
+        logger.info("tree index of %s: %d directories, %d boundaries", self.root, index.directories, len(index))
+        return index
+
+    def get(self) -> TreeIndex:
+        with self._lock:
+            index, loaded_at = self._index, self._loaded_at
+        if index is not None and time.monotonic() - loaded_at < self.reload_seconds:
+            return index
+        if self.redis is None:
+            if index is None or time.time() - index.scanned_at > self.max_age:
+                return self.rebuild()
+            return index
+        raw = self.redis.get(self.key)
+        if raw is None:
+            raise TreeIndexMissing(f"the permission index of {self.root} has not been built yet")
+        index = TreeIndex.from_json(raw)
+        with self._lock:
+            self._index, self._loaded_at = index, time.monotonic()
+        return index

@@ -1,0 +1,59 @@
+"""Celery tasks: thin wrappers over the services, taking ids and plain data, never objects."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import shared_task
+
+from scitoken_issuer.extensions import db, runtime
+from scitoken_issuer.services import login, maintenance
+from scitoken_issuer.services.group_cache import PrecomputeInProgress
+from scitoken_issuer.services.upstream_idp import UpstreamLoginError, UpstreamUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="workers.tasks.exchange_idp_code", ignore_result=False)
+def exchange_idp_code(state: dict, params: dict) -> dict:
+    """The IdP code exchange of a browser login (SPEC §5.1); the web process waits for it."""
+    try:
+        result = login.finish_idp_login(state, params)
+        db.session.commit()
+        return {"ok": True, "login": result}
+    except UpstreamLoginError as exc:  # answered as data: the web side shows a readable page
+        db.session.rollback()
+        return {"ok": False, "error": "login", "message": str(exc)}
+    except UpstreamUnavailable:
+        db.session.rollback()
+        return {"ok": False, "error": "unavailable", "message": "the identity provider"}
+
+
+@shared_task(name="workers.tasks.refresh_group_cache")
+def refresh_group_cache() -> dict | None:
+    """Precompute every user's groups into the cache (beat, and `scitoken-issuer cache refresh`)."""
+    try:
+        stats = runtime().groups.precompute()
+    except PrecomputeInProgress:
+        logger.info("group cache precompute already running; skipped")
+        return None
+    return stats.__dict__
+
+
+@shared_task(name="workers.tasks.rebuild_tree_index")
+def rebuild_tree_index() -> dict | None:
+    """Rescan POSIX_PATH for the strict-mode permission index."""
+    return maintenance.rebuild_tree_index()
+
+
+@shared_task(name="workers.tasks.rotate_keys")
+def rotate_keys() -> str | None:
+    """Publish the next signing key when rotation is due; drop keys whose tokens all expired."""
+    return maintenance.rotate_keys()
+
+
+@shared_task(name="workers.tasks.cleanup_expired")
+def cleanup_expired() -> dict:
+    """Delete expired codes, device codes, token records and refresh families."""
+    return maintenance.cleanup_expired(int(time.time()))
