@@ -34,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_oauth(app)
     init_celery(app)
     init_blueprints(app)
+    init_rate_limits(app, settings)
     init_cli(app)
     return app
 
@@ -97,6 +98,29 @@ def init_oauth(app: Flask) -> None:
 def init_celery(app: Flask) -> None:
     from .background import celery_init_app
     celery_init_app(app)
+
+
+def init_rate_limits(app: Flask, settings: Settings) -> None:
+    """SPEC §8: user-code entry and token polling are rate limited (per client address).
+
+    One limiter per app (shared through Redis when configured), applied to the views here, so
+    that several apps in one process (tests) never share counters."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+    limiter = Limiter(get_remote_address, app=app, storage_uri=settings.redis_url or "memory://",
+                      strategy="moving-window", headers_enabled=True)
+    app.extensions["rate_limiter"] = limiter
+    for endpoint, rate in RATE_LIMITS.items():
+        app.view_functions[endpoint] = limiter.limit(rate)(app.view_functions[endpoint])
+
+
+#: endpoint -> limit. Polling faster than ``interval`` is answered slow_down (RFC 8628) well
+#: before this; the limit stops floods and user-code guessing (RFC 8628 §5.1).
+RATE_LIMITS = {
+    "oauth.device.verify": "30 per minute",
+    "oauth.token.issue_token": "600 per minute",
+    "oauth.device.device_authorization": "60 per minute",
+}
 
 
 def init_cli(app: Flask) -> None:

@@ -43,6 +43,7 @@ def celery_init_app(app: Flask) -> Celery:
         beat_schedule=beat_schedule(settings),
         timezone="UTC",
     )
+    import workers.tasks  # noqa: F401  (shared tasks attach to every Celery app, the web's too)
     app.extensions["celery"] = celery
     return celery
 

@@ -11,6 +11,7 @@ import redis
 
 from .services.authorization import ScopePolicy
 from .services.clients import ClientRegistry
+from .services.device import DeviceFlow
 from .services.directory import build_group_source
 from .services.group_cache import GroupCache
 from .services.keys import KeyStore
@@ -36,6 +37,7 @@ class Runtime:
     tree: TreeIndexStore | None
     policy: ScopePolicy
     idp: UpstreamIdP | None
+    device: DeviceFlow
 
     def readiness_checks(self) -> dict:
         """name -> callable answering "ok" or why not, for dependencies this deployment uses."""
@@ -91,4 +93,5 @@ class Runtime:
         tokens = TokenService(keys, settings.issuer_address, settings.audience, settings.access_token_lifetime)
         return cls(settings=settings, secrets=box, keys=keys, tokens=tokens, clients=clients,
                    refresh=RefreshService(box, settings.refresh_token_lifetime, settings.refresh_reuse_grace),
-                   redis=client, groups=groups, tree=tree, policy=policy, idp=idp)
+                   redis=client, groups=groups, tree=tree, policy=policy, idp=idp,
+                   device=DeviceFlow(box, client, settings.device_code_lifetime, settings.device_poll_interval))

@@ -122,6 +122,7 @@ def test_two_processes_creating_the_first_key_agree(tmp_path):
         with app.app_context():
             barrier.wait()
             kids.append(runtime().keys.signing_key().kid)
+            db.session.commit()
             db.session.remove()
 
     threads = [threading.Thread(target=work, args=(a,)) for a in apps]

@@ -8,7 +8,7 @@ import time
 from celery import shared_task
 
 from scitoken_issuer.extensions import db, runtime
-from scitoken_issuer.services import login, maintenance
+from scitoken_issuer.services import device, login, maintenance
 from scitoken_issuer.services.group_cache import PrecomputeInProgress
 from scitoken_issuer.services.upstream_idp import UpstreamLoginError, UpstreamUnavailable
 
@@ -57,3 +57,10 @@ def rotate_keys() -> str | None:
 def cleanup_expired() -> dict:
     """Delete expired codes, device codes, token records and refresh families."""
     return maintenance.cleanup_expired(int(time.time()))
+
+
+@shared_task(name="workers.tasks.complete_device_authorization")
+def complete_device_authorization(device_code_hash: str, username: str, identity_id: int | None,
+                                  approved: bool) -> str:
+    """Record the user's decision on a device authorization (SPEC §5.2): durable, then signalled."""
+    return device.complete_authorization(device_code_hash, username, identity_id, approved)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from ..extensions import db
+from ..extensions import db, runtime
+from ..services.groups import GroupsUnavailable
+from ..services.tree_store import TreeIndexMissing
+from ..services.upstream_idp import UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +28,23 @@ class ServiceUnavailable(Exception):
     def __init__(self, what: str):
         super().__init__(what)
         self.what = what
+
+
+_DEPENDENCIES: dict[type, str] = {
+    GroupsUnavailable: "the group directory (LDAP)", TreeIndexMissing: "the storage permission index",
+    RedisConnectionError: "the cache (Redis)", RedisTimeoutError: "the cache (Redis)",
+    UpstreamUnavailable: "the identity provider"}
+
+
+def _request_tree_index() -> None:
+    """Ask a worker to build the missing strict-mode index (SPEC §7 step 4); the client retries."""
+    from ..background import dispatch
+    try:
+        client = runtime().redis  # one request per minute, not one task per refused request
+        if client is None or client.set("scitoken-issuer:tree-index:requested", "1", nx=True, ex=60):
+            dispatch("rebuild_tree_index")
+    except Exception as exc:  # the broker may be the thing that is down; the 503 stands anyway
+        logger.warning("could not dispatch rebuild_tree_index: %s", type(exc).__name__)
 
 
 def _browser() -> bool:
@@ -57,6 +79,18 @@ def init_error_handlers(app: Flask) -> None:
         logger.warning("answering 503: %s is unavailable", exc.what)
         return error_response(503, "temporarily_unavailable", f"{exc.what} is unavailable; try again shortly",
                               {"Retry-After": RETRY_AFTER})
+
+    @app.errorhandler(GroupsUnavailable)
+    @app.errorhandler(TreeIndexMissing)
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    @app.errorhandler(UpstreamUnavailable)
+    def dependency_down(exc: Exception):
+        """SPEC §7/§8: a dependency the decision needs is down — 503, never a guess or a grant."""
+        if isinstance(exc, TreeIndexMissing):
+            _request_tree_index()
+        return unavailable(ServiceUnavailable(_DEPENDENCIES[next(
+            t for t in type(exc).__mro__ if t in _DEPENDENCIES)]))
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)

@@ -8,7 +8,9 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 
 from ..extensions import runtime
 from .grants.authorization_code import AuthorizationCodeGrant, OpenIDCode, StrictCodeChallenge
+from .device import DeviceAuthorizationEndpoint
 from .grants.client_credentials import ClientCredentialsGrant
+from .grants.device_code import DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
@@ -33,6 +35,8 @@ class Issuer(IssuerParameter):
 def register_protocol() -> None:
     authorization.register_grant(AuthorizationCodeGrant, [StrictCodeChallenge(required=True), OpenIDCode()])
     authorization.register_grant(RefreshTokenGrant)
+    authorization.register_grant(DeviceCodeGrant)
+    authorization.register_endpoint(DeviceAuthorizationEndpoint)
     authorization.register_extension(Issuer())
     authorization.register_grant(ClientCredentialsGrant)
     authorization.register_endpoint(IntrospectionEndpoint)

@@ -20,6 +20,10 @@ class IssuerClientMetadataClaims(ClientMetadataClaims):
 
     REGISTERED_CLAIMS = ClientMetadataClaims.REGISTERED_CLAIMS + list(EXTENSION_FIELDS)
 
+    def validate_redirect_uris(self):
+        """Checked by :func:`~scitoken_issuer.services.clients.validate_metadata`, which answers
+        ``invalid_redirect_uri`` as RFC 7591 §3.2.2 asks."""
+
 
 @dataclass(frozen=True)
 class RegistrationCaller:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskAuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidScopeError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, UnsupportedGrantTypeError
 
 from ..extensions import db, runtime
 from ..models import Client
@@ -13,6 +13,26 @@ from ..services.scopes import ScopeError, parse_scopes
 from .tokens import generate_token
 
 logger = logging.getLogger(__name__)
+
+
+def error_description(text: str, limit: int = 300) -> str:
+    """``text`` as an RFC 6749 §5.2 ``error_description`` (%x20-21 / %x23-5B / %x5D-7E only);
+    authlib raises ValueError (a 500) on anything else, and client input may hold anything."""
+    safe = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else f"U+{ord(ch):04X}" for ch in text)
+    return safe if len(safe) <= limit else safe[:limit] + "..."
+
+
+class GrantTypeError(UnsupportedGrantTypeError):
+    """RFC 6749 §5.2: ``invalid_request`` when grant_type is missing, else ``unsupported_grant_type``,
+    both with a description (authlib's own carries none)."""
+
+    def __init__(self, grant_type: str | None):
+        super().__init__(grant_type)
+        if not grant_type:
+            self.error = "invalid_request"
+            self.description = "grant_type is required"
+        else:
+            self.description = error_description(f"grant_type {grant_type} is not supported", 200)
 
 
 def query_client(client_id: str) -> Client | None:
@@ -39,7 +59,19 @@ class AuthorizationServer(_FlaskAuthorizationServer):
         try:
             parse_scopes(scope)
         except ScopeError as exc:
-            raise InvalidScopeError(str(exc)) from None
+            raise InvalidScopeError(error_description(str(exc))) from None
+
+    def get_token_grant(self, request):
+        try:
+            return super().get_token_grant(request)
+        except UnsupportedGrantTypeError:
+            raise GrantTypeError(request.payload.grant_type) from None
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except ValueError:  # authlib's Basic parser lets "Basic " and non-UTF-8 credentials through
+            raise InvalidClientError(status_code=401, description="malformed Authorization header") from None
 
     def handle_error_response(self, request, error):
         db.session.rollback()

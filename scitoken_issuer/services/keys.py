@@ -2,9 +2,10 @@
 
 One ordered key set lives in the database and is shared by every web and worker process. A
 key's state follows from time alone (see :class:`~scitoken_issuer.models.SigningKey`), so no
-process has to flip states and two processes can never disagree about which key signs. Keys
-are created in their own short transaction; the unique ``generation`` makes a race between
-processes harmless (the loser reads the winner's key).
+process has to flip states and two processes can never disagree about which key signs. A key is
+inserted in a savepoint of the caller's transaction (committed with it, at the edge); the unique
+``generation`` makes a race between processes harmless: the loser's insert waits for the
+winner's commit, fails on the constraint, and the loser reads the winner's key.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ class KeyStore:
                "private_key": self.box.encrypt(private.as_pem(private=True)),
                "public_jwk": public_jwk, "created_at": int(self.clock()), "activates_at": activates_at}
         try:
-            with db.engine.begin() as connection:  # its own transaction, committed at once
-                connection.execute(insert(SigningKey).values(**row))
+            with db.session.begin_nested():  # a savepoint: a lost race rolls back only this insert
+                db.session.execute(insert(SigningKey).values(**row))
         except IntegrityError:
             logger.info("signing key generation %d was created by another process", generation)
             self._cache = None

@@ -2,7 +2,8 @@
 
 A client's registered ``scope`` is its policy: storage scopes there cover the same permission
 on the path and everything below it; ``wlcg.groups`` covers every group, ``wlcg.groups:/g``
-group ``/g`` and its subgroups; other scopes are matched exactly. A user-facing client that
+group ``/g`` and its subgroups (a user's bare ``wlcg.groups`` request is then answered with
+only those groups); other scopes are matched exactly. A user-facing client that
 registered no scope gets :data:`DEFAULT_USER_CLIENT_SCOPE` (the user's POSIX permissions still
 decide every storage scope); a client acting for itself (client credentials, token exchange)
 gets nothing it did not register.
@@ -61,6 +62,9 @@ def check_client_scopes(client, scopes: list[Scope], *, for_user: bool) -> Refus
     """The first requested scope outside the client's policy, or None when all are inside."""
     policy = client_policy(client, for_user=for_user)
     for scope in scopes:
+        if for_user and scope.kind == "groups" and scope.path is None and any(
+                allowed.kind == "groups" for allowed in policy):
+            continue  # "my groups": the grant lists only those the policy covers (visible_groups)
         if not policy_allows(policy, scope):
             return Refusal(scope.raw, f"scope {scope.raw} is not allowed for client {client.client_id}")
     return None

@@ -1,0 +1,62 @@
+"""RFC 8628 §3.4 device access token requests: pending, slow_down, denied, expired, or tokens once."""
+
+from __future__ import annotations
+
+import time
+
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidGrantError
+from authlib.oauth2.rfc8628 import DeviceCodeGrant as _DeviceCodeGrant
+from authlib.oauth2.rfc8628.errors import AuthorizationPendingError, ExpiredTokenError, SlowDownError
+
+from ...extensions import runtime
+from ...services.audit import audit
+from ...services.authorization import Grant, UserAuthorization
+from ...services.device import PollState
+from ...services.scopes import parse_scopes
+
+
+class DeviceCredential:
+    def __init__(self, state: PollState):
+        self.state = state
+        self.row = None
+
+    def get_client_id(self) -> str:
+        return self.state.client_id
+
+    def get_scope(self) -> str:
+        return self.row.granted_scope if self.row is not None else ""
+
+    def is_expired(self) -> bool:
+        return self.state.expires_at <= time.time()
+
+
+class DeviceCodeGrant(_DeviceCodeGrant):
+    """Polls are answered from :class:`~scitoken_issuer.services.device.DeviceFlow` state; the
+    whole check is one override of ``validate_device_credential`` (authlib's ``query_user_grant``
+    and ``should_slow_down`` hooks are folded into it, so the decision row is read only once)."""
+
+    def query_device_credential(self, device_code: str) -> DeviceCredential | None:
+        state = runtime().device.poll_state(device_code)
+        return DeviceCredential(state) if state else None
+
+    def validate_device_credential(self, credential: DeviceCredential) -> UserAuthorization:
+        flow = runtime().device
+        if credential.is_expired():
+            raise ExpiredTokenError()
+        if flow.too_fast(credential.state):
+            raise SlowDownError()
+        if not credential.state.decided:
+            raise AuthorizationPendingError()
+        row = flow.decision(credential.state.device_code_hash)
+        if row.status == "denied":
+            raise AccessDeniedError(row.denial_reason or "the user denied the request")
+        if row.status == "consumed":
+            raise InvalidGrantError("the device code was already used")
+        if row.status != "approved":
+            raise AuthorizationPendingError()
+        if not flow.consume(row.device_code_hash):  # a concurrent poll won
+            raise InvalidGrantError("the device code was already used")
+        credential.row = row
+        audit("device", "consumed", subject=row.subject, client_id=row.client_id, scope=row.granted_scope)
+        return UserAuthorization(subject=row.subject, identity_id=row.identity_id, auth_time=row.decided_at,
+                                 grant=Grant(parse_scopes(row.granted_scope or ""), (row.claims or {}).get("groups", [])))

@@ -1,0 +1,219 @@
+"""RFC 8628 device authorizations: durable in the database, fast through Redis (SPEC §5.2).
+
+A device authorization is a row (device code stored as a keyed hash). While it is pending, the
+polling token endpoint reads its state from a small Redis hash and never touches the database;
+the worker that records the user's decision commits it to the database first, then marks the
+Redis hash decided, so the next poll reads the outcome from the database and consumes it once.
+Without Redis every poll reads the database. Either way nothing lives only in a web process, so
+a restart of the web processes loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import DeviceCode
+from .secrets import SecretBox, new_secret
+
+logger = logging.getLogger(__name__)
+
+#: RFC 8628 §6.1: 20 consonants, no vowels (no words) and no look-alikes; 10 of them = 43 bits.
+USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+USER_CODE_LENGTH = 10
+#: RFC 8628 §3.5: each slow_down adds 5 seconds to the interval.
+SLOW_DOWN_STEP = 5
+
+
+def new_user_code() -> str:
+    return "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+
+
+def format_user_code(code: str) -> str:
+    """``WDJBMJHTCK`` → ``WDJBM-JHTCK`` for people to read and type."""
+    return f"{code[:5]}-{code[5:]}"
+
+
+def normalize_user_code(text: object) -> str | None:
+    """What the user typed, in any case, with or without the dash or spaces; None if it cannot be one."""
+    if not isinstance(text, str) or len(text) > 32:
+        return None
+    code = "".join(ch for ch in text.upper() if ch not in "- \t")
+    if len(code) != USER_CODE_LENGTH or any(ch not in USER_CODE_ALPHABET for ch in code):
+        return None
+    return code
+
+
+@dataclass(frozen=True)
+class PollState:
+    """What a poll needs: whose code it is, until when, and whether a decision may exist."""
+
+    device_code_hash: str
+    client_id: str
+    expires_at: int
+    interval: int
+    decided: bool
+
+
+class DeviceFlow:
+    """Creates device authorizations, records decisions, and answers polls."""
+
+    def __init__(self, box: SecretBox, redis_client: redis.Redis | None, lifetime: int, interval: int):
+        self.box = box
+        self.redis = redis_client
+        self.lifetime = lifetime
+        self.interval = interval
+
+    def _key(self, device_code_hash: str) -> str:
+        return f"scitoken-issuer:device:{device_code_hash}"
+
+    # -- device authorization (RFC 8628 §3.1–3.2) ---------------------------------------------
+    def create(self, client_id: str, scope: str, device_code: str, user_code: str) -> DeviceCode:
+        now = int(time.time())
+        row = DeviceCode(device_code_hash=self.box.hash(device_code), user_code=user_code, client_id=client_id,
+                         scope=scope, issued_at=now, expires_at=now + self.lifetime, interval=self.interval,
+                         status="pending", claims={})
+        db.session.add(row)
+        return row
+
+    def announce(self, row: DeviceCode) -> None:
+        """After the row is committed: publish the pending state for fast polling."""
+        if self.redis is None:
+            return
+        key = self._key(row.device_code_hash)
+        try:
+            pipe = self.redis.pipeline()
+            pipe.hset(key, mapping={"client_id": row.client_id, "expires_at": row.expires_at,
+                                    "interval": row.interval, "decided": 0})
+            pipe.expireat(key, row.expires_at + 60)
+            pipe.execute()
+        except redis.RedisError as exc:  # polls fall back to the database
+            logger.warning("device state not published to Redis: %s", type(exc).__name__)
+
+    def pending_by_user_code(self, user_code: str) -> DeviceCode | None:
+        row = db.session.execute(select(DeviceCode).where(DeviceCode.user_code == user_code)).scalar_one_or_none()
+        if row is None or row.status != "pending" or row.expires_at <= time.time():
+            return None
+        return row
+
+    # -- the user's decision (worker) ---------------------------------------------------------
+    def record_decision(self, device_code_hash: str, *, approved: bool, subject: str, identity_id: int | None,
+                        granted_scope: str | None = None, groups: list[str] | None = None,
+                        reason: str | None = None) -> bool:
+        """Record approval or denial of a pending authorization (flushes); False if not pending."""
+        result = db.session.execute(
+            update(DeviceCode).where(DeviceCode.device_code_hash == device_code_hash,
+                                     DeviceCode.status == "pending", DeviceCode.expires_at > int(time.time()))
+            .values(status="approved" if approved else "denied", subject=subject, identity_id=identity_id,
+                    granted_scope=granted_scope, denial_reason=reason, decided_at=int(time.time()),
+                    claims={"groups": groups or []}))
+        return result.rowcount == 1
+
+    def signal(self, device_code_hash: str) -> None:
+        """After the decision is committed: tell pollers to read the database."""
+        if self.redis is None:
+            return
+        try:
+            self.redis.hset(self._key(device_code_hash), "decided", 1)
+        except redis.RedisError as exc:
+            logger.warning("device decision not signalled through Redis: %s", type(exc).__name__)
+
+    # -- polling (RFC 8628 §3.4–3.5) ----------------------------------------------------------
+    def poll_state(self, device_code: str) -> PollState | None:
+        if not isinstance(device_code, str) or not device_code or len(device_code) > 256:
+            return None
+        digest = self.box.hash(device_code)
+        if self.redis is not None:
+            try:
+                state = self.redis.hgetall(self._key(digest))
+            except redis.RedisError:
+                state = None
+            if state and state.get(b"decided") == b"0":
+                return PollState(digest, state[b"client_id"].decode(), int(state[b"expires_at"]),
+                                 int(state[b"interval"]), decided=False)
+        row = db.session.get(DeviceCode, digest)
+        if row is None:
+            return None
+        return PollState(digest, row.client_id, row.expires_at, row.interval, decided=row.status != "pending")
+
+    def decision(self, device_code_hash: str) -> DeviceCode | None:
+        return db.session.get(DeviceCode, device_code_hash)
+
+    def too_fast(self, state: PollState, now: float | None = None) -> bool:
+        """True when this poll came sooner than ``interval`` after the previous one (then the
+        interval grows by 5 s, RFC 8628 §3.5)."""
+        now = time.time() if now is None else now
+        if self.redis is not None and not state.decided:
+            try:
+                key = self._key(state.device_code_hash)
+                if self.redis.set(f"{key}:poll", 1, nx=True, px=state.interval * 1000):
+                    return False
+                self.redis.hincrby(key, "interval", SLOW_DOWN_STEP)
+                return True
+            except redis.RedisError:
+                pass  # fall through to the database
+        row = db.session.get(DeviceCode, state.device_code_hash)
+        previous, row.last_poll_at = row.last_poll_at, int(now)
+        if previous is not None and now - previous < row.interval:
+            row.interval += SLOW_DOWN_STEP
+            db.session.commit()  # the slower pace must outlive this error answer
+            return True
+        db.session.commit()
+        return False
+
+    def consume(self, device_code_hash: str) -> bool:
+        """Mark an approved authorization used; exactly one poll wins."""
+        result = db.session.execute(
+            update(DeviceCode).where(DeviceCode.device_code_hash == device_code_hash,
+                                     DeviceCode.status == "approved").values(status="consumed"))
+        if result.rowcount == 1 and self.redis is not None:
+            try:
+                self.redis.delete(self._key(device_code_hash))
+            except redis.RedisError:
+                pass
+        return result.rowcount == 1
+
+
+def new_device_code() -> str:
+    return new_secret()
+
+
+
+def complete_authorization(device_code_hash: str, username: str, identity_id: int | None, approved: bool) -> str:
+    """The worker side of a decision: decide the scopes (on approval), record, commit, signal."""
+    from ..extensions import runtime
+    from .audit import audit
+    from .policy import Refusal
+    rt = runtime()
+    row = rt.device.decision(device_code_hash)
+    if row is None or row.status != "pending":
+        return "not-pending"
+    if not approved:
+        recorded = rt.device.record_decision(device_code_hash, approved=False, subject=username,
+                                             identity_id=identity_id, reason="the user denied the request")
+        outcome = "denied"
+    else:
+        client = rt.clients.get(row.client_id)
+        decision = rt.policy.grant_scopes(rt.groups.get(username), row.scope, client) if client else \
+            Refusal(row.scope, "the client no longer exists")
+        if isinstance(decision, Refusal):
+            recorded = rt.device.record_decision(device_code_hash, approved=False, subject=username,
+                                                 identity_id=identity_id, reason=decision.reason)
+            audit("issue", "refused", subject=username, client_id=row.client_id, scope=row.scope,
+                  reason=decision.reason, grant_type="device_code")
+            outcome = "refused"
+        else:
+            recorded = rt.device.record_decision(device_code_hash, approved=True, subject=username,
+                                                 identity_id=identity_id, granted_scope=decision.scope,
+                                                 groups=decision.groups)
+            outcome = "approved"
+    db.session.commit()
+    if recorded:
+        rt.device.signal(device_code_hash)
+    return outcome if recorded else "not-pending"
