@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from authlib.oauth2.rfc6749 import InvalidRequestError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 
 from ..extensions import runtime
 from ..services.audit import audit
 from .metadata import CLIENT_AUTH_METHODS
+from .server import error_description
 
 
 @dataclass
@@ -76,8 +78,24 @@ def _find_refresh(token_string: str) -> KnownToken | None:
                       min(token.expires_at, family.expires_at), revoked, family_id=family.id)
 
 
+def check_token_params(request, supported) -> None:
+    """RFC 7662 §2.1 / RFC 7009 §2.1: ``token`` is required; an unknown hint is
+    ``unsupported_token_type`` with 400 (RFC 6749 §5.2), where authlib answers 401 without a description."""
+    if "token" not in request.form:
+        raise InvalidRequestError("the token parameter is required")
+    hint = request.form.get("token_type_hint")
+    if hint and hint not in supported:
+        error = UnsupportedTokenTypeError()
+        error.status_code = 400
+        error.description = error_description(f"token_type_hint {hint} is not supported", 200)
+        raise error
+
+
 class IntrospectionEndpoint(_IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def check_params(self, request, client):
+        check_token_params(request, self.SUPPORTED_TOKEN_TYPES)
 
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
@@ -98,6 +116,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
 
 class RevocationEndpoint(_RevocationEndpoint):
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def check_params(self, request, client):
+        check_token_params(request, self.SUPPORTED_TOKEN_TYPES)
 
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)

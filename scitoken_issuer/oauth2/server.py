@@ -75,6 +75,9 @@ class AuthorizationServer(_FlaskAuthorizationServer):
 
     def handle_error_response(self, request, error):
         db.session.rollback()
+        if not error.description:  # SPEC §4: every error has an error_description
+            error.description = error_description(error.get_error_description() or
+                                                  error.error.replace("_", " "))
         return super().handle_error_response(request, error)
 
 
