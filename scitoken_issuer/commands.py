@@ -9,6 +9,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from .commands_scopes import init_scope_cli
 from .extensions import db, runtime
 from .services.clients import ClientMetadataError
 from .settings import describe
@@ -110,3 +111,4 @@ def init_cli(app: Flask) -> None:
     app.cli.add_command(client_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(settings_command)
+    init_scope_cli(app)

@@ -20,7 +20,7 @@ from .background import dispatch
 from .extensions import runtime
 from .services.group_cache import PrecomputeInProgress
 from .services.groups import GroupsUnavailable
-from .services.policy import client_policy, policy_allows
+from .services.policy import check_client_scopes
 from .services.posix import Decision
 from .services.scopes import Scope, ScopeError, parse_scope
 from .services.tree_index import TreeScanError, scan_tree
@@ -63,8 +63,7 @@ def _decision_lines(decision: Decision) -> list[str]:
     lines = [decision.reason]
     where = []
     if decision.checked is not None:
-        where.append(f"directory {decision.checked}" if decision.exists or decision.granted is False
-                     else f"nearest existing {decision.checked}")
+        where.append(f"{decision.checked}" + ("" if decision.exists else " (nearest existing ancestor)"))
     if decision.access_class:
         where.append(f"{decision.access_class} class")
     if decision.missing:
@@ -84,9 +83,10 @@ def _decision_lines(decision: Decision) -> list[str]:
 def _check_one(user: PosixUser, scope: Scope, client) -> tuple[bool, list[str]]:
     """(granted, explanation lines) for one scope, as ``grant_scopes`` would decide it."""
     rt = runtime()
-    if client is not None and not policy_allows(client_policy(client, for_user=True), scope) and not (
-            scope.kind == "groups" and scope.path is None):
-        return False, [f"scope {scope.raw} is not allowed for client {client.client_id} (its registered scope policy)"]
+    if client is not None:
+        refusal = check_client_scopes(client, [scope], for_user=True)
+        if refusal is not None:
+            return False, [f"{refusal.reason} (its registered scope policy)"]
     if scope.kind == "storage":
         if rt.policy.root is None:
             return False, ["storage scopes are not available: POSIX_PATH is not configured"]
@@ -135,6 +135,8 @@ def check_scope_command(username: str, scopes: tuple[str, ...], client_id: str |
             granted, lines = _check_one(user, scope, client)
         except TreeIndexMissing as exc:
             _fail(f"{exc}; build it with `scitoken-issuer scan-tree --store`", EXIT_UNAVAILABLE)
+        except TreeScanError as exc:
+            _fail(f"the strict-mode index cannot be built: {exc}", EXIT_UNAVAILABLE)
         except redis.exceptions.RedisError as exc:
             _fail(f"Redis is unavailable: {exc}", EXIT_UNAVAILABLE)
         refused += not granted

@@ -10,8 +10,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from ..background import dispatch
 from ..extensions import db, runtime
 from ..services.groups import GroupsUnavailable
+from ..services.tree_index import TreeScanError
 from ..services.tree_store import TreeIndexMissing
 from ..services.upstream_idp import UpstreamUnavailable
 
@@ -33,12 +35,11 @@ class ServiceUnavailable(Exception):
 _DEPENDENCIES: dict[type, str] = {
     GroupsUnavailable: "the group directory (LDAP)", TreeIndexMissing: "the storage permission index",
     RedisConnectionError: "the cache (Redis)", RedisTimeoutError: "the cache (Redis)",
-    UpstreamUnavailable: "the identity provider"}
+    TreeScanError: "the storage (POSIX_PATH)", UpstreamUnavailable: "the identity provider"}
 
 
 def _request_tree_index() -> None:
     """Ask a worker to build the missing strict-mode index (SPEC §7 step 4); the client retries."""
-    from ..background import dispatch
     try:
         client = runtime().redis  # one request per minute, not one task per refused request
         if client is None or client.set("scitoken-issuer:tree-index:requested", "1", nx=True, ex=60):
@@ -82,6 +83,7 @@ def init_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(GroupsUnavailable)
     @app.errorhandler(TreeIndexMissing)
+    @app.errorhandler(TreeScanError)
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
     @app.errorhandler(UpstreamUnavailable)
