@@ -1,0 +1,261 @@
+"""SPEC §6: tokens pass the real verifiers storage services use — the Python ``scitokens`` library
+(``SciToken.deserialize``, ``Enforcer``) and scitokens-cpp (``scitokens-verify``,
+``scitokens-test-access``) — fetching the keys from a real HTTPS issuer (RFC 8414 discovery,
+RFC 7517 JWKS), for RS256 and ES256 keys and both token profiles."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import ssl
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from werkzeug.serving import make_server
+
+from scitoken_issuer.extensions import db, runtime
+
+from .conftest import make_app
+from .support.processes import free_port
+
+AUDIENCE = "https://storage.example.org"
+SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CLIENT_SCOPE = "storage.read:/data storage.create:/data/out storage.modify:/data/out"
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_tls(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for IP 127.0.0.1 signed by it: (ca, cert, key)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("scitoken-issuer test CA")).issuer_name(_name("scitoken-issuer test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return ca_path, cert_path, key_path
+
+
+@dataclass
+class HttpsIssuer:
+    url: str
+    ca: Path
+    key_type: str
+    clients: dict  # profile -> (client_id, secret)
+
+    def token(self, profile: str, **form) -> str:
+        client_id, secret = self.clients[profile]
+        form.setdefault("grant_type", "client_credentials")
+        form.setdefault("audience", AUDIENCE)
+        response = requests.post(f"{self.url}/auth/token", data=form, auth=(client_id, secret),
+                                 verify=str(self.ca), timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+
+@pytest.fixture(scope="module", params=["RS256", "ES256"])
+def https_issuer(request, tmp_path_factory):
+    """The issuer app served over HTTPS on 127.0.0.1 (werkzeug, threaded), one client per profile."""
+    root = tmp_path_factory.mktemp(f"https-{request.param}")
+    ca, cert, key = make_tls(root)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    app = make_app(root, ISSUER_ADDRESS=url, KEY_TYPE=request.param)
+    clients = {}
+    with app.app_context():
+        for profile in ("wlcg", "scitokens"):
+            registration = runtime().clients.register(
+                {"client_name": f"storage test {profile}", "grant_types": ["client_credentials"],
+                 "scope": CLIENT_SCOPE, "token_profile": profile}, admin=True, source="admin")
+            clients[profile] = (registration.client.client_id, registration.client_secret)
+        db.session.commit()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=context)
+    thread = threading.Thread(target=server.serve_forever, name="https-issuer", daemon=True)
+    thread.start()
+    try:
+        yield HttpsIssuer(url, ca, request.param, clients)
+    finally:
+        server.shutdown()
+        thread.join(timeout=30)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def trust(https_issuer, tmp_path, monkeypatch):
+    """Trust the test CA (requests, ssl) and give the scitokens key cache a fresh home."""
+    import scitokens.utils.keycache
+
+    bundle = tmp_path / "bundle.pem"
+    system = SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b""
+    bundle.write_bytes(system + b"\n" + https_issuer.ca.read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(scitokens.utils.keycache, "KEYCACHE_INSTANCE", None)  # re-read XDG_CACHE_HOME
+    return bundle
+
+
+def test_https_discovery_points_at_the_https_jwks(https_issuer, trust):
+    """RFC 8414 §3: the metadata the verifiers read first names this issuer and its JWKS."""
+    meta = requests.get(f"{https_issuer.url}/.well-known/openid-configuration", timeout=30).json()
+    assert meta["issuer"] == https_issuer.url
+    assert meta["jwks_uri"] == f"{https_issuer.url}/auth/certs"
+    keys = requests.get(meta["jwks_uri"], timeout=30).json()["keys"]
+    assert {k["alg"] for k in keys} == {https_issuer.key_type}
+
+
+@pytest.mark.parametrize("profile", ["wlcg", "scitokens"])
+def test_python_scitokens_deserialize(https_issuer, trust, profile):
+    """SPEC §6: ``SciToken.deserialize`` fetches the keys from the issuer and accepts the token."""
+    import scitokens
+
+    token = https_issuer.token(profile)
+    parsed = scitokens.SciToken.deserialize(token, audience=AUDIENCE)
+    assert parsed["iss"] == https_issuer.url
+    assert parsed["aud"] == AUDIENCE
+    if profile == "scitokens":
+        assert parsed["ver"] == "scitoken:2.0"
+    else:
+        assert parsed["wlcg.ver"] == "1.0"
+
+
+def test_python_scitokens_rejects_other_audience(https_issuer, trust):
+    """SPEC §6: ``aud`` is enforced by the verifier."""
+    import scitokens
+
+    token = scitokens.SciToken.deserialize(https_issuer.token("scitokens"))
+    enforcer = scitokens.Enforcer(https_issuer.url, audience="https://elsewhere.example.org")
+    assert not enforcer.test(token, "read", "/data/x")
+
+
+def test_python_scitokens_enforcer_scitokens_profile(https_issuer, trust):
+    """SPEC §6 SciTokens 2.0: the ``Enforcer`` grants read under /data, write only under /data/out.
+
+    (The Python ``Enforcer`` is for SciTokens tokens only: it has no storage.* mapping and checks a
+    token without ``ver: scitoken:2.0`` against the closed SciTokens 1.0 claim set, so WLCG-profile
+    tokens are checked with scitokens-cpp's enforcer below, which storage services use for them.)"""
+    import scitokens
+
+    token = scitokens.SciToken.deserialize(https_issuer.token("scitokens"), audience=AUDIENCE)
+    enforcer = scitokens.Enforcer(https_issuer.url, audience=AUDIENCE)
+    assert enforcer.test(token, "read", "/data/x")
+    assert not enforcer.test(token, "write", "/data/x")
+    assert enforcer.test(token, "write", "/data/out/file")
+    assert not enforcer.test(token, "read", "/etc/passwd")
+
+
+def test_python_scitokens_narrowed_scope(https_issuer, trust):
+    """SPEC §5.4: a token asked for a narrower path grants only that path."""
+    import scitokens
+
+    token = scitokens.SciToken.deserialize(https_issuer.token("scitokens", scope="storage.read:/data/run1"),
+                                           audience=AUDIENCE)
+    enforcer = scitokens.Enforcer(https_issuer.url, audience=AUDIENCE)
+    assert enforcer.test(token, "read", "/data/run1/f")
+    assert not enforcer.test(token, "read", "/data/run2/f")
+
+
+# -- scitokens-cpp ------------------------------------------------------------------------------
+
+def _cpp_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} (Debian package scitokens-cpp) is not installed")
+    if shutil.which("unshare") is None or not SYSTEM_BUNDLE.exists():
+        pytest.skip("scitokens-cpp trusts only the system CA bundle; needs unshare and " + str(SYSTEM_BUNDLE))
+    return path
+
+
+def run_cpp(argv: list[str], bundle: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a scitokens-cpp tool in a private mount namespace where the system CA bundle also holds
+    our test CA (libcurl in scitokens-cpp reads only the system bundle), with its own key cache."""
+    script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(bundle), str(SYSTEM_BUNDLE), *argv],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "XDG_CACHE_HOME": str(tmp_path / "cpp-cache")})
+    if done.returncode and "mount" in done.stderr and ("permission" in done.stderr.lower()
+                                                       or "not permitted" in done.stderr.lower()):
+        pytest.skip(f"cannot bind-mount a CA bundle here: {done.stderr.strip()}")
+    return done
+
+
+@pytest.mark.parametrize("profile", ["wlcg", "scitokens"])
+def test_scitokens_cpp_verify(https_issuer, trust, tmp_path, profile):
+    """SPEC §6: ``scitokens-verify`` (scitokens-cpp) fetches the keys and accepts the token."""
+    tool = _cpp_tool("scitokens-verify")
+    done = run_cpp([tool, https_issuer.token(profile)], trust, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_scitokens_cpp_rejects_tampered_token(https_issuer, trust, tmp_path):
+    """RFC 7515 §5.2: a token whose payload was changed fails scitokens-cpp verification."""
+    import base64
+    import json
+
+    tool = _cpp_tool("scitokens-verify")
+    header, payload, signature = https_issuer.token("scitokens").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] = "read:/ write:/"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    done = run_cpp([tool, f"{header}.{forged}.{signature}"], trust, tmp_path)
+    assert done.returncode != 0
+
+
+def test_scitokens_cpp_enforcer(https_issuer, trust, tmp_path):
+    """SPEC §6: scitokens-cpp's enforcer (``scitokens-test-access``) allows read under /data and
+    refuses write there for a SciTokens 2.0 token."""
+    tool = _cpp_tool("scitokens-test-access")
+    token = https_issuer.token("scitokens")
+    allowed = run_cpp([tool, token, https_issuer.url, AUDIENCE, "read", "/data/x"], trust, tmp_path)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    refused = run_cpp([tool, token, https_issuer.url, AUDIENCE, "write", "/data/x"], trust, tmp_path)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    out = run_cpp([tool, token, https_issuer.url, AUDIENCE, "write", "/data/out/f"], trust, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_scitokens_cpp_enforcer_wlcg(https_issuer, trust, tmp_path):
+    """SPEC §6: scitokens-cpp's enforcer accepts a WLCG 1.0 token's storage.read scope."""
+    tool = _cpp_tool("scitokens-test-access")
+    token = https_issuer.token("wlcg")
+    allowed = run_cpp([tool, token, https_issuer.url, AUDIENCE, "read", "/data/x"], trust, tmp_path)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    refused = run_cpp([tool, token, https_issuer.url, AUDIENCE, "create", "/data/x"], trust, tmp_path)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
