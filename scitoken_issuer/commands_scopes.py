@@ -186,6 +186,8 @@ def cache_show(username: str) -> None:
     if meta:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(meta["generation"]))
         click.echo(f"last precompute: {when}, {meta['users']} users, {meta['groups']} groups")
+    elif runtime().redis is None:
+        click.echo("last precompute: none in this process (without REDIS_URL each process has its own cache)")
     else:
         click.echo("last precompute: none (answers come from live look-ups)")
 
