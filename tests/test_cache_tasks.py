@@ -187,6 +187,25 @@ def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_clien
     assert client.get(url).status_code == 200
 
 
+
+def test_redis_down_answers_503_never_a_grant(redis_app, redis_server):
+    """SPEC §8: Redis down and no index in this process yet — 503 with Retry-After."""
+    with redis_app.app_context():
+        registration = runtime().clients.register(
+            {"client_name": "portal", "grant_types": ["authorization_code"], "redirect_uris": [REDIRECT_URI],
+             "token_endpoint_auth_method": "none", "scope": "openid storage.read:/data"}, admin=True, source="admin")
+        db.session.commit()
+        oauth = SimpleNamespace(client_id=registration.client.client_id)
+    client = redis_app.test_client()
+    with client.session_transaction() as session:
+        session[SESSION_KEY] = SignedIn("alice", None, int(time.time()), {}).to_session()
+    _, challenge = pkce()
+    redis_server.stop()
+    response = client.get(authorize_url(oauth, "storage.read:/data/ana/out", challenge))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert "Redis" in response.get_data(as_text=True)
+
 # -- the commands -------------------------------------------------------------------------
 
 def cli(app, *args: str):
