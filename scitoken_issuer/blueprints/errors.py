@@ -71,7 +71,8 @@ def init_error_handlers(app: Flask) -> None:
                  405: "invalid_request", 413: "invalid_request", 429: "slow_down"}.get(
             code, "invalid_request" if code < 500 else "server_error")
         description = exc.description if code != 413 else "request body too large"
-        headers = {"Allow": exc.response.headers["Allow"]} if code == 405 and exc.response else {}
+        methods = getattr(exc, "valid_methods", None)  # RFC 9110 §15.5.6: a 405 carries Allow
+        headers = {"Allow": ", ".join(methods)} if code == 405 and methods else {}
         return error_response(code, error, description, headers)
 
     @app.errorhandler(ServiceUnavailable)

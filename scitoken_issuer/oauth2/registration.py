@@ -9,10 +9,12 @@ from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpo
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
 from flask import request as flask_request
+from joserfc.errors import InvalidClaimError
 
 from ..extensions import runtime
 from ..services.clients import EXTENSION_FIELDS, ClientMetadataError
 from ..services.secrets import new_secret
+from .server import error_description
 
 
 class IssuerClientMetadataClaims(ClientMetadataClaims):
@@ -23,6 +25,13 @@ class IssuerClientMetadataClaims(ClientMetadataClaims):
     def validate_redirect_uris(self):
         """Checked by :func:`~scitoken_issuer.services.clients.validate_metadata`, which answers
         ``invalid_redirect_uri`` as RFC 7591 §3.2.2 asks."""
+
+    def validate_jwks(self):
+        """A ``jwks`` that is not a key set is invalid metadata (joserfc raises TypeError on some)."""
+        try:
+            super().validate_jwks()
+        except (TypeError, AttributeError, KeyError) as exc:
+            raise InvalidClaimError("jwks") from exc
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,8 @@ def registration_caller() -> RegistrationCaller | None:
 
 def _as_oauth_error(exc: ClientMetadataError):
     if exc.error == "invalid_redirect_uri":
-        return InvalidRedirectURIError(exc.description)
-    return InvalidClientMetadataError(exc.description)
+        return InvalidRedirectURIError(error_description(exc.description))
+    return InvalidClientMetadataError(error_description(exc.description))
 
 
 class RegistrationEndpoint(ClientRegistrationEndpoint):
