@@ -22,3 +22,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"scitoken-issuer: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -113,7 +113,7 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "ACCESS_TOKEN_LIFETIME": (_int(60, 86400 * 7), 3600, "seconds"),
     "REFRESH_TOKEN_LIFETIME": (_int(60, 86400 * 400), 2592000, "seconds"),
     "REFRESH_REUSE_GRACE": (_int(0, 300), 10, "seconds a rotated refresh token may be retried by a concurrent request"),
-    "DEVICE_CODE_LIFETIME": (_int(60, 86400), 600, "seconds"),
+    "DEVICE_CODE_LIFETIME": (_int(10, 86400), 600, "seconds"),
     "DEVICE_POLL_INTERVAL": (_int(1, 60), 5, "seconds between device-flow polls"),
     "AUTH_CODE_LIFETIME": (_int(10, 600), 60, "seconds"),
     "REGISTRATION": (_choice("open", "admin", "closed"), "open",

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.support.slapd",
     "tests.support.postgres",
     "tests.support.upstream_idp",
+    "tests.support.e2e",
 ]
 
 TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"

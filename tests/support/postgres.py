@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.processes import ManagedProcess, free_port
+from tests.support.processes import ManagedProcess, free_port, wait_until
 
 DATABASE = "scitoken_test"
 
@@ -57,6 +57,14 @@ class PostgresServer:
         import psycopg
 
         admin = self.url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+
+        def accepting() -> bool:  # the port opens before the server accepts connections
+            try:
+                psycopg.connect(admin, connect_timeout=2).close()
+                return True
+            except psycopg.OperationalError:
+                return False
+        wait_until(accepting, 60, "postgres to accept connections")
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{DATABASE}"')
         return self
