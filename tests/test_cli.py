@@ -43,7 +43,7 @@ def test_add_prints_the_secret_once(cli):
     assert secret not in json.dumps(stored.client_metadata) and stored.client_secret_hash != secret
 
     listed = cli("client", "list")
-    shown = cli("client", "show", created["client_id"])
+    shown = cli("client", "show", "--", created["client_id"])
     assert listed.exit_code == 0 and shown.exit_code == 0
     assert created["client_id"] in listed.output
     assert json.loads(shown.output)["client_id"] == created["client_id"]
@@ -78,11 +78,12 @@ def test_chosen_client_id_and_duplicate(cli):
 
 
 def test_delete(cli):
+    """Deletion by id; ``--`` because generated ids are base64url and may start with "-"."""
     created = add_client(cli)
-    result = cli("client", "delete", created["client_id"])
+    result = cli("client", "delete", "--", created["client_id"])
     assert result.exit_code == 0 and created["client_id"] in result.output
     assert runtime().clients.get(created["client_id"]) is None
-    assert cli("client", "show", created["client_id"]).exit_code != 0
+    assert cli("client", "show", "--", created["client_id"]).exit_code != 0
 
 
 @pytest.mark.parametrize("app_config", [{"STATIC_CLIENTS": STATIC}])
