@@ -12,6 +12,7 @@ gets nothing it did not register.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .scopes import Scope, parse_scopes, storage_permissions
 
@@ -38,7 +39,13 @@ def client_policy(client, *, for_user: bool) -> list[Scope]:
     registered = client.scope
     if not registered and for_user:
         registered = DEFAULT_USER_CLIENT_SCOPE
-    return parse_scopes(registered)
+    return list(_parsed_policy(registered))
+
+
+@lru_cache(maxsize=4096)
+def _parsed_policy(registered: str) -> tuple[Scope, ...]:
+    """Registered policies are few and read on every decision: parse each once."""
+    return tuple(parse_scopes(registered))
 
 
 def policy_allows(policy: list[Scope], scope: Scope) -> bool:
