@@ -7,11 +7,12 @@ from flask import Flask
 from authlib.oauth2.rfc9207 import IssuerParameter
 
 from ..extensions import runtime
-from .grants.authorization_code import AuthorizationCodeGrant, OpenIDCode, StrictCodeChallenge
+from .grants.authorization_code import AuthorizationCodeGrant, StrictCodeChallenge
 from .device import DeviceAuthorizationEndpoint
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
+from .oidc import DeviceIDToken, OpenIDCode
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
 from .server import authorization
@@ -35,7 +36,7 @@ class Issuer(IssuerParameter):
 def register_protocol() -> None:
     authorization.register_grant(AuthorizationCodeGrant, [StrictCodeChallenge(required=True), OpenIDCode()])
     authorization.register_grant(RefreshTokenGrant)
-    authorization.register_grant(DeviceCodeGrant)
+    authorization.register_grant(DeviceCodeGrant, [DeviceIDToken()])
     authorization.register_endpoint(DeviceAuthorizationEndpoint)
     authorization.register_extension(Issuer())
     authorization.register_grant(ClientCredentialsGrant)

@@ -11,7 +11,6 @@ import time
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from sqlalchemy import update
 
 from ...extensions import db, runtime
@@ -21,7 +20,6 @@ from ...services.authorization import Grant, UserAuthorization
 from ...services.policy import Refusal
 from ...services.scopes import parse_scopes
 from ..audience import requested_audience
-from ..tokens import user_info_claims
 
 
 class StrictCodeChallenge(CodeChallenge):
@@ -134,29 +132,3 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         audience = claims.pop("audience", None)
         return UserAuthorization(subject=row.subject, identity_id=row.identity_id, auth_time=row.auth_time,
                                  claims=claims, grant=Grant(parse_scopes(row.scope), groups), audience=audience)
-
-
-class OpenIDCode(_OpenIDCode):
-    """ID tokens signed with the issuer's current key; ``sub`` is the POSIX user name."""
-
-    def resolve_client_private_key(self, client):
-        return runtime().keys.signing_key().private
-
-    def get_client_algorithm(self, client) -> str:
-        return runtime().keys.signing_key().alg
-
-    def get_encode_header(self, client) -> dict:
-        key = runtime().keys.signing_key()
-        return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
-
-    def get_client_claims(self, client) -> dict:
-        now = int(time.time())
-        return {"iss": runtime().settings.issuer_address, "aud": [client.client_id], "iat": now,
-                "exp": now + runtime().settings.access_token_lifetime}
-
-    def exists_nonce(self, nonce: str, request) -> bool:
-        return db.session.query(AuthorizationCode.code_hash).filter_by(
-            client_id=request.payload.client_id, nonce=nonce).first() is not None
-
-    def generate_user_info(self, user: UserAuthorization, scope: str) -> dict:
-        return user_info_claims(user, scope)
