@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask
 
-from authlib.oauth2.rfc9207 import IssuerParameter
-
 from ..extensions import runtime
-from .grants.authorization_code import AuthorizationCodeGrant, StrictCodeChallenge
 from .device import DeviceAuthorizationEndpoint
+from .grants.authorization_code import AuthorizationCodeGrant, StrictCodeChallenge
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
-from .oidc import DeviceIDToken, OpenIDCode
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
+from .oidc import DeviceIDToken, OpenIDCode
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
 from .server import authorization
 
