@@ -25,6 +25,8 @@ class EmbeddedServer(BaseApplication):
     def load_config(self):
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 27: one per user, not needed here
+            self.cfg.set("control_socket_disable", True)
 
     def load(self):
         return self.application

@@ -12,7 +12,7 @@ from flask import request as flask_request
 from joserfc.errors import InvalidClaimError
 
 from ..extensions import runtime
-from ..services.clients import EXTENSION_FIELDS, ClientMetadataError
+from ..services.clients import EXTENSION_FIELDS, ClientMetadataError, new_client_id
 from ..services.secrets import new_secret
 from .server import error_description
 
@@ -80,7 +80,7 @@ class RegistrationEndpoint(ClientRegistrationEndpoint):
         return {}
 
     def generate_client_id(self, request):
-        return new_secret(16)
+        return new_client_id()
 
     def generate_client_secret(self, request):
         return new_secret()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -33,6 +34,11 @@ EXTENSION_FIELDS = ("token_profile",)
 MAX_REDIRECT_URIS = 20
 MAX_URI_LENGTH = 2000
 MAX_TEXT_LENGTH = 200
+
+
+def new_client_id() -> str:
+    """128 random bits in hex: never starts with '-' (safe as a command-line argument)."""
+    return uuid.uuid4().hex
 
 
 class ClientMetadataError(ValueError):
@@ -166,7 +172,7 @@ class ClientRegistry:
                  client_id: str | None = None, client_secret: str | None = None,
                  with_registration_token: bool = True) -> Registration:
         data = validate_metadata(metadata, admin=admin, supported_grants=self.supported_grants)
-        client_id = client_id or new_secret(16)
+        client_id = client_id or new_client_id()
         if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
             raise ClientMetadataError("client_id must be 1 to 128 characters")
         if self.get(client_id) is not None:
