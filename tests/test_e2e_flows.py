@@ -216,6 +216,8 @@ def test_device_flow_approve(stack):
     assert response.status_code == 200, response.text
     tokens = response.json()
     assert verify(stack, tokens["access_token"])["scope"].split() == ["openid", "offline_access", "storage.read:/atlas"]
+    id_token = verify(stack, tokens["id_token"], audience=CLIENT_ID)  # OIDC: openid was granted
+    assert id_token["sub"] == "alice" and id_token["auth_time"] <= time.time()
     time.sleep(1.1)
     again = device_poll(stack, start["device_code"])
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
