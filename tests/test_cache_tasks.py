@@ -161,9 +161,8 @@ def test_tree_rebuild_lock_prevents_overlap(redis_app, redis_client):
         assert rebuild_tree_index()["directories"] == 7
 
 
-def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_client):
-    """SPEC §7 step 4/§8: no strict index yet — 503 with Retry-After (never a grant), and one
-    rebuild_tree_index task is sent to the workers; once built, the request goes through."""
+def signed_in_portal(redis_app):
+    """A public "portal" client allowed storage.read:/data, and a browser signed in as alice."""
     with redis_app.app_context():
         registration = runtime().clients.register(
             {"client_name": "portal", "grant_types": ["authorization_code"], "redirect_uris": [REDIRECT_URI],
@@ -173,6 +172,13 @@ def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_clien
     client = redis_app.test_client()
     with client.session_transaction() as session:
         session[SESSION_KEY] = SignedIn("alice", None, int(time.time()), {}).to_session()
+    return client, oauth
+
+
+def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_client):
+    """SPEC §7 step 4/§8: no strict index yet — 503 with Retry-After (never a grant), and one
+    rebuild_tree_index task is sent to the workers; once built, the request goes through."""
+    client, oauth = signed_in_portal(redis_app)
     _, challenge = pkce()
     url = authorize_url(oauth, "storage.read:/data/ana/out", challenge)
     for _ in range(2):
@@ -190,15 +196,7 @@ def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_clien
 
 def test_redis_down_answers_503_never_a_grant(redis_app, redis_server):
     """SPEC §8: Redis down and no index in this process yet — 503 with Retry-After."""
-    with redis_app.app_context():
-        registration = runtime().clients.register(
-            {"client_name": "portal", "grant_types": ["authorization_code"], "redirect_uris": [REDIRECT_URI],
-             "token_endpoint_auth_method": "none", "scope": "openid storage.read:/data"}, admin=True, source="admin")
-        db.session.commit()
-        oauth = SimpleNamespace(client_id=registration.client.client_id)
-    client = redis_app.test_client()
-    with client.session_transaction() as session:
-        session[SESSION_KEY] = SignedIn("alice", None, int(time.time()), {}).to_session()
+    client, oauth = signed_in_portal(redis_app)
     _, challenge = pkce()
     redis_server.stop()
     response = client.get(authorize_url(oauth, "storage.read:/data/ana/out", challenge))

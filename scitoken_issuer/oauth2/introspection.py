@@ -63,7 +63,7 @@ def _find_access(token_string: str) -> KnownToken | None:
     record = rt.tokens.record(claims["jti"]) if claims and isinstance(claims.get("jti"), str) else None
     if record is None:
         return None
-    revoked = record.revoked_at is not None or rt.refresh.family_revoked(record.family_id)
+    revoked = record.revoked_at is not None  # revoking a family marks its access tokens too
     return KnownToken("access_token", record.client_id, record.subject, record.scope, record.issued_at,
                       record.expires_at, revoked, jti=record.jti, family_id=record.family_id, claims=claims)
 

@@ -197,6 +197,8 @@ def complete_authorization(device_code_hash: str, username: str, identity_id: in
     if not approved:
         recorded = rt.device.record_decision(device_code_hash, approved=False, subject=username,
                                              identity_id=identity_id, reason="the user denied the request")
+        audit("issue", "denied", subject=username, client_id=row.client_id, scope=row.scope,
+              reason="the user denied the request", grant_type="device_code")
         outcome = "denied"
     else:
         client = rt.clients.get(row.client_id)

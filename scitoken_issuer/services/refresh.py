@@ -34,12 +34,6 @@ class RefreshService:
     def family(self, family_id: str) -> RefreshFamily | None:
         return db.session.get(RefreshFamily, family_id)
 
-    def family_revoked(self, family_id: str | None) -> bool:
-        if family_id is None:
-            return False
-        family = db.session.get(RefreshFamily, family_id)
-        return family is not None and family.revoked_at is not None
-
     def revoke_family(self, family_id: str, reason: str) -> None:
         """Revoke a family, every refresh token in it and every access token it gave."""
         now = int(time.time())

@@ -86,6 +86,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 raise InvalidScopeError(decision.reason, redirect_uri=redirect_uri)
             grant_user = grant_user.with_grant(decision)
             self.request.audience = requested_audience(self.request.payload.data.get("audience"))
+        else:
+            audit("issue", "denied", client_id=self.request.client.client_id, scope=self.request.payload.scope,
+                  reason="the user denied the request", grant_type="authorization_code")
         return super().create_authorization_response(redirect_uri, grant_user)
 
     def save_authorization_code(self, code: str, request) -> None:
