@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -61,11 +62,10 @@ def _development_secret(app: Flask) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        for _ in range(50):
+        for _ in range(50):  # another process created it a moment ago and may still be writing
             value = Path(path).read_text().strip()
             if value:
                 return value
-            import time
             time.sleep(0.02)
         raise RuntimeError(f"{path} is empty; delete it to generate a new SECRET_KEY")
     value = secrets.token_urlsafe(48)

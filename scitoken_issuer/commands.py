@@ -97,7 +97,11 @@ def keys_list():
 @click.option("--immediately", is_flag=True, help="sign with the new key at once (compromised key)")
 def keys_rotate(immediately):
     """Publish a new signing key; it signs after KEY_PUBLISH_HOURS (or at once)."""
-    key = runtime().keys.rotate(immediately=immediately)
+    try:
+        key = runtime().keys.rotate(immediately=immediately)
+    except RuntimeError as exc:  # another process rotated at the same moment
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
     click.echo(f"created {key.kid} ({key.alg}), signs from {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(key.activates_at))}")
 
 

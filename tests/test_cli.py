@@ -131,6 +131,9 @@ def test_keys_list_and_rotate(cli):
     rotated = cli("keys", "rotate")
     assert rotated.exit_code == 0, rotated.output
     new_kid = rotated.output.split()[1]
+    from scitoken_issuer.extensions import db
+    db.session.remove()  # committed, not just flushed: a new session sees the key
+    assert new_kid in {k.kid for k in runtime().keys.view(fresh=True).upcoming}
     listed = cli("keys", "list").output
     assert f"next     {new_kid}" in listed and f"current  {current}" in listed
     urgent = cli("keys", "rotate", "--immediately")
