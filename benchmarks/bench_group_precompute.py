@@ -19,7 +19,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scitoken_issuer.services.group_cache import GroupCache  # noqa: E402
-from scitoken_issuer.services.groups import LdapGroupSource  # noqa: E402
+from scitoken_issuer.services.ldap_groups import LdapGroupSource  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.slapd import Slapd, write_bulk_ldif  # noqa: E402
 

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from scitoken_issuer.services.group_cache import GroupCache, PrecomputeInProgress, decode_entry, encode_entry
-from scitoken_issuer.services.groups import GroupsUnavailable, LdapGroupSource
+from scitoken_issuer.services.groups import GroupsUnavailable
+from scitoken_issuer.services.ldap_groups import LdapGroupSource
 from scitoken_issuer.services.users import PosixUser
 
 ALICE = PosixUser("alice", 10001, 10001, frozenset({10001, 5000, 7}), {10001: "alice", 5000: "physics"})

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import ldap3
 import pytest
 
-from scitoken_issuer.services.groups import GroupSource, GroupsError, GroupsUnavailable, LdapGroupSource
+from scitoken_issuer.services.groups import GroupSource, GroupsError, GroupsUnavailable
+from scitoken_issuer.services.ldap_groups import LdapGroupSource
 from tests.support.slapd import bulk_ldif
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..settings import Settings
-from .groups import GroupSource, LdapGroupSource, NssGroupSource, StaticGroupSource
+from .groups import GroupSource, NssGroupSource, StaticGroupSource
+from .ldap_groups import LdapGroupSource
 
 #: The development users shipped in a checkout (``config/dev-users.json``).
 DEFAULT_DEV_USERS = Path(__file__).resolve().parents[2] / "config" / "dev-users.json"
