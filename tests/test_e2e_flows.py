@@ -17,8 +17,7 @@ import jwt as pyjwt
 import pytest
 import requests
 
-from .support.e2e import CLIENT_ID, CLIENT_REDIRECT, DEVICE_GRANT, PUBLIC_CLIENT_ID, csrf_token
-from .support.processes import wait_until
+from .support.e2e import CLIENT_ID, CLIENT_REDIRECT, CLIENT_SECRET, DEVICE_GRANT, PUBLIC_CLIENT_ID, csrf_token
 from .support.upstream_idp import idp_login
 
 pytestmark = pytest.mark.e2e
@@ -77,10 +76,12 @@ def authorize_url(stack, scope: str, challenge: str, client_id: str = CLIENT_ID,
 
 
 def code_flow(stack, scope: str, login="alice", password="alice-idp-password", client_id=CLIENT_ID,
-              expect_refusal: str | None = None):
+              expect_refusal: str | None = None, state: str | None = None):
+    """Sign in, consent and approve; returns the session, the PKCE verifier and the redirect's
+    query. Each flow has its own state (and so its own nonce: a reused nonce is refused)."""
     http = stack.http()
     verifier, challenge = pkce()
-    state = "st-1" if scope.startswith("openid profile offline_access wlcg") else secrets.token_urlsafe(8)
+    state = state or secrets.token_urlsafe(8)
     consent = sign_in_through_idp(stack, http, authorize_url(stack, scope, challenge, client_id, state),
                                   login, password)
     assert ('id="refusal"' in consent.text) == bool(expect_refusal)
@@ -96,7 +97,7 @@ def code_flow(stack, scope: str, login="alice", password="alice-idp-password", c
 def test_authorization_code_flow_with_pkce_and_posix_groups(stack):
     """SPEC §5.1 / RFC 6749 §4.1 + RFC 7636: IdP login, worker exchange, consent, code, tokens."""
     scope = "openid profile offline_access wlcg.groups storage.read:/atlas storage.create:/atlas/run1"
-    http, verifier, params = code_flow(stack, scope)
+    http, verifier, params = code_flow(stack, scope, state="st-1")
     assert params["state"] == ["st-1"] and params["iss"] == [stack.url]  # RFC 9207
     response = stack.token({"grant_type": "authorization_code", "code": params["code"][0],
                             "redirect_uri": CLIENT_REDIRECT, "code_verifier": verifier})
@@ -168,7 +169,7 @@ def test_bad_browser_input_gets_readable_pages(stack):
 
 def device_start(stack, scope: str = "openid offline_access storage.read:/atlas") -> dict:
     response = requests.post(f"{stack.url}/auth/device/code", data={"scope": scope},
-                             auth=(CLIENT_ID, stack.env["STATIC_CLIENTS"] and "cli-tool-secret-0123456789abcdef-0123456789"),
+                             auth=(CLIENT_ID, CLIENT_SECRET),
                              timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
@@ -293,7 +294,7 @@ def test_refresh_rotation_reuse_and_idp_disable(stack):
     after = stack.token({"grant_type": "refresh_token", "refresh_token": second["refresh_token"]})
     assert after.status_code == 400 and after.json()["error"] == "invalid_grant"
     introspect = requests.post(f"{stack.url}/auth/introspect", data={"token": second["access_token"]},
-                               auth=(CLIENT_ID, "cli-tool-secret-0123456789abcdef-0123456789"), timeout=10)
+                               auth=(CLIENT_ID, CLIENT_SECRET), timeout=10)
     assert introspect.json() == {"active": False}
 
     # a fresh family; then the IdP disables alice: the next refresh (re-check every time here) fails
