@@ -39,6 +39,10 @@ class Runtime:
     idp: UpstreamIdP | None
     device: DeviceFlow
 
+    def grant_scopes(self, username: str, requested, client):
+        """The one scope decision for a user by name: their groups (cache), then the policy."""
+        return self.policy.grant_scopes(self.groups.get(username), requested, client)
+
     def readiness_checks(self) -> dict:
         """name -> callable answering "ok" or why not, for dependencies this deployment uses."""
         checks = {}

@@ -36,8 +36,7 @@ def describe(scope: Scope) -> str:
 
 def consent_view(username: str, scope_string: str | None, client) -> tuple[list[ShownScope], Refusal | None]:
     """The scopes to show and, if the request cannot be granted, the refusal to show instead."""
-    rt = runtime()
     scopes = parse_scopes(scope_string or "")
-    decision = rt.policy.grant_scopes(rt.groups.get(username), scopes, client)
+    decision = runtime().grant_scopes(username, scopes, client)
     shown = [ShownScope(s.raw, describe(s)) for s in scopes]
     return shown, decision if isinstance(decision, Refusal) else None

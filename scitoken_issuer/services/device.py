@@ -202,7 +202,7 @@ def complete_authorization(device_code_hash: str, username: str, identity_id: in
         outcome = "denied"
     else:
         client = rt.clients.get(row.client_id)
-        decision = rt.policy.grant_scopes(rt.groups.get(username), row.scope, client) if client else \
+        decision = rt.grant_scopes(username, row.scope, client) if client else \
             Refusal(row.scope, "the client no longer exists")
         if isinstance(decision, Refusal):
             recorded = rt.device.record_decision(device_code_hash, approved=False, subject=username,

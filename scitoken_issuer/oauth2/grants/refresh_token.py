@@ -69,7 +69,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             db.session.commit()
             raise InvalidGrantError(str(exc)) from None
         requested = self.request.payload.scope or family.scope
-        decision = rt.policy.grant_scopes(rt.groups.get(family.subject), parse_scopes(requested), client)
+        decision = rt.grant_scopes(family.subject, parse_scopes(requested), client)
         if isinstance(decision, Refusal):
             audit("issue", "refused", subject=family.subject, client_id=client.client_id, scope=requested,
                   reason=decision.reason, grant_type="refresh_token")
