@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..extensions import runtime
 from ..services.authorization import UserAuthorization
 from ..services.scopes import parse_scopes, render_scopes
-from ..services.tokens import TokenRequest
+from ..services.tokens import MintedToken, TokenRequest
 
 
 def client_profile(client) -> str:
@@ -28,6 +28,12 @@ def user_info_claims(user: UserAuthorization, scope: str) -> dict:
     return claims
 
 
+def bearer_response(minted: MintedToken) -> dict:
+    """The RFC 6749 §5.1 body for a minted access token."""
+    return {"access_token": minted.token, "token_type": "Bearer", "expires_in": minted.expires_in,
+            "scope": minted.claims["scope"]}
+
+
 def generate_token(grant_type: str, client, user: UserAuthorization | None = None, scope: str | None = None,
                    expires_in: int | None = None, include_refresh_token: bool = True) -> dict:
     """Mint the access token for ``user`` with the scopes the grant decided (``user.grant``)."""
@@ -47,8 +53,7 @@ def generate_token(grant_type: str, client, user: UserAuthorization | None = Non
         subject=user.subject, client_id=client.client_id, scopes=render_scopes(granted, profile),
         grant_type=grant_type, profile=profile, audience=user.audience, groups=user.grant.groups,
         family_id=family.id if family else None))
-    token = {"access_token": minted.token, "token_type": "Bearer", "expires_in": minted.expires_in,
-             "scope": minted.claims["scope"]}
+    token = bearer_response(minted)
     if family is not None:
         token["refresh_token"] = rt.refresh.issue(family)
     return token

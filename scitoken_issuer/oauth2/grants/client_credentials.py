@@ -10,7 +10,7 @@ from ...services.policy import check_client_scopes, client_policy
 from ...services.scopes import parse_scopes, render_scopes
 from ...services.tokens import TokenRequest
 from ..audience import requested_audience
-from ..tokens import client_profile
+from ..tokens import bearer_response, client_profile
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -41,7 +41,6 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
             subject=client.client_id, client_id=client.client_id,
             scopes=render_scopes(self.request.granted_scopes, profile),
             grant_type=self.GRANT_TYPE, profile=profile, audience=self.request.audience))
-        token = {"access_token": minted.token, "token_type": "Bearer", "expires_in": minted.expires_in,
-                 "scope": minted.claims["scope"]}
+        token = bearer_response(minted)
         self.save_token(token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
