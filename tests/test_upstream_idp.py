@@ -103,7 +103,8 @@ def test_wrong_state_refused(upstream: UpstreamIdP) -> None:
     """RFC 6749 §10.12: a response whose state is not ours is refused (CSRF)."""
     params, login_state = redirect_params(upstream, "alice", "alice-pw")
     with pytest.raises(UpstreamLoginError, match="state"):
-        upstream.finish_login({**params, "state": "x" + params["state"][1:]}, login_state)
+        forged = ("y" if params["state"][0] == "x" else "x") + params["state"][1:]  # always differs
+        upstream.finish_login({**params, "state": forged}, login_state)
     with pytest.raises(UpstreamLoginError, match="state"):
         upstream.finish_login({k: v for k, v in params.items() if k != "state"}, login_state)
 
