@@ -1,4 +1,4 @@
-"""Operator tools for scope authorization (SPEC §7): ``check-scope``, ``cache``, ``scan-tree``.
+"""Operator tools for scope authorization (docs/authorization.md): ``check-scope``, ``cache``, ``scan-tree``.
 
 Exit codes: 0 success (every scope granted), 1 a scope refused (or a precompute already
 running), 2 bad input (unknown user, malformed scope, bad path), 3 a dependency the decision
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import click
 import redis
@@ -20,7 +21,7 @@ from .background import dispatch
 from .extensions import runtime
 from .services.group_cache import PrecomputeInProgress
 from .services.groups import GroupsUnavailable
-from .services.policy import check_client_scopes
+from .services.authorization import Grant
 from .services.posix import Decision
 from .services.scopes import Scope, ScopeError, parse_scope
 from .services.tree_index import TreeScanError, scan_tree
@@ -31,15 +32,24 @@ logger = logging.getLogger(__name__)
 
 EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 1, 2, 3
 
-#: What each SPEC §7 step checks, for ``check-scope`` output.
-SPEC_STEPS = {
-    1: "SPEC §7 step 1: the path is valid and stays inside POSIX_PATH",
-    2: "SPEC §7 step 2: the target (or its nearest existing ancestor) grants the permission",
-    3: "SPEC §7 step 3: every ancestor directory grants traverse (x)",
-    4: "SPEC §7 step 4 (strict mode): no directory below the target denies it",
+#: What each rule of docs/authorization.md checks, for ``check-scope`` output.
+RULES = {
+    1: "rule 1 of docs/authorization.md: the path is valid and stays inside POSIX_PATH",
+    2: "rule 2 of docs/authorization.md: the target (or its nearest existing ancestor) grants the permission",
+    3: "rule 3 of docs/authorization.md: every ancestor directory grants traverse (x)",
+    4: "rule 4 of docs/authorization.md (strict mode): no file or directory below the target denies it",
 }
 
-cache_cli = AppGroup("cache", help="Precompute and inspect the group cache (SPEC §7).")
+
+@dataclass(frozen=True)
+class AnyClient:
+    """Without ``--client``: a client that registered no scope, so the default user-client policy."""
+
+    client_id: str = "(any client without a registered scope)"
+    scope: str = ""
+
+
+cache_cli = AppGroup("cache", help="Precompute and inspect the group cache (docs/authorization.md).")
 
 
 def _fail(message: str, code: int) -> None:
@@ -59,7 +69,7 @@ def _lookup_user(username: str) -> PosixUser:
 
 
 def _decision_lines(decision: Decision) -> list[str]:
-    """The reason, then which inode, class, bits and SPEC step decided."""
+    """The reason, then which inode, class, bits and rule decided."""
     lines = [decision.reason]
     where = []
     if decision.checked is not None:
@@ -73,45 +83,39 @@ def _decision_lines(decision: Decision) -> list[str]:
     if where:
         lines.append("decided by: " + ", ".join(where))
     if decision.step is not None:
-        lines.append(f"refused at {SPEC_STEPS[decision.step]}")
+        lines.append(f"refused at {RULES[decision.step]}")
     elif decision.granted:
-        lines.append("passed SPEC §7 steps 1-3" + (" and 4 (strict mode)" if runtime().policy.strict
-                                                   else "; strict mode is off (POSIX_STRICT=false)"))
+        lines.append("passed rules 1-3 of docs/authorization.md" + (
+            " and 4 (strict mode)" if runtime().policy.strict else "; strict mode is off (POSIX_STRICT=false)"))
     return lines
 
 
 def _check_one(user: PosixUser, scope: Scope, client) -> tuple[bool, list[str]]:
-    """(granted, explanation lines) for one scope, as ``grant_scopes`` would decide it."""
-    rt = runtime()
-    if client is not None:
-        refusal = check_client_scopes(client, [scope], for_user=True)
-        if refusal is not None:
-            return False, [f"{refusal.reason} (its registered scope policy)"]
-    if scope.kind == "storage":
-        if rt.policy.root is None:
-            return False, ["storage scopes are not available: POSIX_PATH is not configured"]
-        decision = rt.policy.check_storage(user, scope)
-        return decision.granted, _decision_lines(decision)
-    if scope.kind == "groups":
-        names = [f"/{g}" for g in user.group_names]
-        if scope.path is None:
-            return True, [f"{user.name}'s groups: {' '.join(names) or '(none)'}"]
-        if scope.path in names:
-            return True, [f"{user.name} is a member of group {scope.path}"]
-        return False, [f"{user.name} is not a member of group {scope.path}"]
-    return True, ["not a storage scope: follows the client's registered scope policy"
-                  + ("" if client is not None else " (give --client to check it)")]
+    """(granted, explanation lines) for one scope: the token's own decision (``grant_scopes``),
+    with what it saw on the way."""
+    lines: list[str] = []
+
+    def explain(_: Scope, why: Decision | str) -> None:
+        lines.extend(_decision_lines(why) if isinstance(why, Decision) else [why])
+
+    outcome = runtime().policy.grant_scopes(user, [scope], client, explain=explain)
+    if not isinstance(outcome, Grant) and not lines:
+        lines.append(outcome.reason)
+    return isinstance(outcome, Grant), lines
 
 
 @click.command("check-scope")
 @click.argument("username", metavar="USER")
 @click.argument("scopes", metavar="SCOPE...", nargs=-1, required=True)
-@click.option("--client", "client_id", help="also apply this client's registered scope policy")
+@click.option("--client", "client_id",
+              help="decide as for this client (its registered scope policy); default: a client with none")
 @with_appcontext
 def check_scope_command(username: str, scopes: tuple[str, ...], client_id: str | None) -> None:
-    """Print, per SCOPE, GRANTED or REFUSED for USER and why (SPEC §7).
+    """Print, per SCOPE, GRANTED or REFUSED for USER and why (docs/authorization.md).
 
-    Uses the app's group source and cache and, in strict mode, the live permission index.
+    Each scope is decided by the same ``grant_scopes`` a token request goes through, with the
+    app's group source and cache and, in strict mode, the live permission index; without
+    --client, as for a client that registered no scope (the default user-client policy).
     Exit 0 if all are granted, 1 if any is refused, 2 for bad input, 3 if a dependency is down.
     """
     parsed: list[Scope] = []
@@ -120,7 +124,7 @@ def check_scope_command(username: str, scopes: tuple[str, ...], client_id: str |
             parsed.append(parse_scope(text))
         except ScopeError as exc:
             _fail(f"malformed scope {text!r}: {exc}", EXIT_BAD_INPUT)
-    client = None
+    client = AnyClient()
     if client_id is not None:
         client = runtime().clients.get(client_id)
         if client is None:
@@ -129,6 +133,7 @@ def check_scope_command(username: str, scopes: tuple[str, ...], client_id: str |
     click.echo(f"user {user.name}: uid {user.uid}, gid {user.gid}, groups "
                + (", ".join(f"{g}({user.groups[g]})" if g in user.groups else str(g)
                             for g in sorted(user.gids))))
+    click.echo(f"client {client.client_id}")
     refused = 0
     for scope in parsed:
         try:
@@ -151,7 +156,7 @@ def check_scope_command(username: str, scopes: tuple[str, ...], client_id: str |
               help="send the refresh_group_cache task to the workers instead of running it here")
 @with_appcontext
 def cache_refresh(run_async: bool) -> None:
-    """Precompute every user's groups now (SPEC §7) and print users, groups and seconds."""
+    """Precompute every user's groups now and print users, groups and seconds."""
     if run_async:
         result = dispatch("refresh_group_cache")
         if not runtime().settings.redis_url:  # no broker: Celery ran it in this process
@@ -197,7 +202,8 @@ def cache_show(username: str) -> None:
 @click.option("--store", is_flag=True, help="store the scan as the live strict-mode index of POSIX_PATH")
 @with_appcontext
 def scan_tree_command(path: str | None, store: bool) -> None:
-    """Scan PATH (default POSIX_PATH) and print its permission boundaries (SPEC §7 step 4)."""
+    """Scan PATH (default POSIX_PATH) and print the entries strict mode records (rule 4 of
+    docs/authorization.md)."""
     rt = runtime()
     root = path or rt.settings.posix_path
     if root is None:

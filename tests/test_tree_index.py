@@ -1,4 +1,4 @@
-"""Strict mode: the index of permission boundaries and recursive-scope denials (SPEC §7 step 4)."""
+"""Strict mode: the index of permission boundaries and recursive-scope denials (docs/authorization.md, rule 4)."""
 
 import os
 import random
@@ -42,6 +42,7 @@ def root(tmp_path) -> str:
         os.chmod(path, mode)
     os.chmod(top / "home", 0o755)
     (top / "data/ana/sub/f").write_text("x")
+    os.chmod(top / "data/ana/sub/f", 0o644)
     os.symlink("../home/bob", top / "proj/tobob")  # leaves /proj: a boundary
     os.symlink("/etc", top / "proj/a/out")  # leaves the root: always a boundary
     os.symlink("deep", top / "data/ana/sub/here")  # stays in its directory: not recorded
@@ -49,22 +50,24 @@ def root(tmp_path) -> str:
 
 
 def test_scan_records_only_boundaries(root):
-    """Directories whose owner, group or mode differ from the parent's, and escaping links."""
+    """Directories whose owner, group or mode differ from the parent's, escaping links, and
+    files denying what their directory grants: root's 0644 ``f`` in the group-writable ``sub``
+    keeps ana members from modifying it."""
     index = scan_tree(root)
     got = {(b.path, b.kind) for b in index}
     assert got == {
         ("/", "directory"), ("/data/ana", "directory"), ("/data/ana/private", "directory"),
         ("/data/ana-x", "directory"), ("/data/readonly", "directory"),
         ("/data/readonly/dropbox", "directory"), ("/home/bob", "directory"),
-        ("/proj/tobob", "symlink"), ("/proj/a/out", "symlink"),
+        ("/proj/tobob", "symlink"), ("/proj/a/out", "symlink"), ("/data/ana/sub/f", "file"),
     }
-    assert index.directories == 14
+    assert index.directories == 14 and index.files == 1
     links = {b.path: b.target for b in index if b.kind == "symlink"}
     assert links == {"/proj/tobob": "/home/bob", "/proj/a/out": None}
 
 
 def test_private_directory_below_refuses_recursive_read(root):
-    """SPEC §7 step 4: a 0700 directory of someone else below a readable one refuses read."""
+    """Rule 4: a 0700 directory of someone else below a readable one refuses read."""
     index = scan_tree(root)
     b = index.first_denial("/data/ana", ALICE, "read")
     assert b is not None and b.path == "/data/ana/private"
@@ -101,7 +104,7 @@ def test_symlinks_leaving_the_subtree_deny(root):
 
 
 def test_check_access_strict_mode(root):
-    """SPEC §7 step 4 through check_access: refused with the boundary named, only with an index."""
+    """Rule 4 through check_access: refused with the boundary named, only with an index."""
     index = scan_tree(root)
     assert check_access(root, ALICE, "read", "/data/ana").granted
     d = check_access(root, ALICE, "read", "/data/ana", index=index)
@@ -140,8 +143,11 @@ def test_json_round_trip_gives_same_answers(root):
 
 @pytest.mark.parametrize("text", ["", "[]", "{}", '{"format": "x"}', "null",
                                   '{"format":"scitoken-issuer-tree-index","version":1}',
+                                  '{"format":"scitoken-issuer-tree-index","version":2}',
+                                  '{"format":"scitoken-issuer-tree-index","version":2,"root":"/",'
+                                  '"scanned_at":0,"directories":1,"files":0,"boundaries":[[1]]}',
                                   '{"format":"scitoken-issuer-tree-index","version":1,"root":"/",'
-                                  '"scanned_at":0,"directories":1,"boundaries":[[1]]}'])
+                                  '"scanned_at":0,"directories":1,"boundaries":[]}'])
 def test_from_json_rejects_garbage(text):
     with pytest.raises(ValueError):
         TreeIndex.from_json(text)
@@ -159,9 +165,10 @@ def test_scan_limits_and_errors(root, tmp_path):
 
 def test_describe_lists_boundaries(root):
     lines = list(scan_tree(root).describe())
-    assert lines[0].startswith("# ") and "14 directories scanned, 9 boundaries" in lines[0]
+    assert lines[0].startswith("# ") and "14 directories scanned, 10 boundaries, 1 files" in lines[0]
     assert "/data/ana/private  owner 20002 group 20002 mode 0700" in lines
     assert "/proj/a/out  symlink -> (outside the storage root)" in lines
+    assert "/data/ana/sub/f  file  owner 0 group 0 mode 0644" in lines
 
 
 NAMED_ALICE_NONE = ((1, 7, 0xFFFFFFFF), (2, 0, 20001), (4, 5, 0xFFFFFFFF), (16, 5, 0xFFFFFFFF), (32, 5, 0xFFFFFFFF))

@@ -1,10 +1,10 @@
-"""The scope decision for a user (SPEC §7): ``grant_scopes(user, requested_scopes, client)``.
+"""The scope decision for a user: ``grant_scopes(user, requested_scopes, client)``.
 
-Every user flow (authorization code, device code, refresh) calls this one interface. A storage
-scope is granted only when the POSIX rule allows every WLCG permission it stands for on its
-path under ``POSIX_PATH`` (and, in strict mode, nothing below denies it); every other scope
-follows the client's registered policy. The first refused scope ends the decision: nothing is
-silently narrowed or widened.
+Every user flow (authorization code, device code, refresh) and the operator's ``check-scope``
+call this one interface (docs/authorization.md). A storage scope is granted only when the POSIX
+rule allows every WLCG permission it stands for on its path under ``POSIX_PATH`` (and, in strict
+mode, nothing below denies it); every other scope follows the client's registered policy. The
+first refused scope ends the decision: nothing is silently narrowed or widened.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .policy import Refusal, check_client_scopes, client_policy, policy_allows
-from .posix import Decision, StatCache, check_scope
+from .posix import Decision, LiveSubtree, StatCache, check_scope
+from .posix_rule import SubtreeCheck
 from .scopes import Scope, parse_scopes
-from .tree_index import TreeIndex
 from .users import PosixUser
 
 logger = logging.getLogger(__name__)
@@ -57,10 +57,19 @@ class UserAuthorization:
         return self.subject
 
 
-class ScopePolicy:
-    """Decides scopes for users against the filesystem under ``root`` (``POSIX_PATH``)."""
+#: Called by :meth:`ScopePolicy.grant_scopes` with each scope it decided and why: the POSIX
+#: :class:`Decision` of a storage scope, a sentence for any other granted scope.
+Explain = Callable[[Scope, "Decision | str"], None]
 
-    def __init__(self, root: str | None, strict: bool, index: Callable[[], TreeIndex] | None = None,
+
+class ScopePolicy:
+    """Decides scopes for users against the filesystem under ``root`` (``POSIX_PATH``).
+
+    In strict mode ``index`` supplies the tree index (rule 4 of docs/authorization.md); without
+    one, the subtree is walked live (:class:`LiveSubtree`), which is exact but slow on big trees.
+    """
+
+    def __init__(self, root: str | None, strict: bool, index: Callable[[], SubtreeCheck] | None = None,
                  stat_cache: StatCache | None = None):
         self.root = root
         self.strict = strict
@@ -69,13 +78,18 @@ class ScopePolicy:
 
     def check_storage(self, user: PosixUser, scope: Scope) -> Decision:
         """The POSIX decision for one storage scope (every permission it stands for)."""
-        index = self.index() if self.strict and self.index else None
+        index: SubtreeCheck | None = None
+        if self.strict:
+            index = self.index() if self.index else LiveSubtree(self.root)
         return check_scope(self.root, user, scope, index=index, stat_cache=self.stat_cache)
 
-    def grant_scopes(self, user: PosixUser | None, requested: list[Scope] | str, client) -> Grant | Refusal:
+    def grant_scopes(self, user: PosixUser | None, requested: list[Scope] | str, client,
+                     explain: Explain | None = None) -> Grant | Refusal:
         """Grant all of ``requested`` for ``user`` through ``client``, or refuse naming the first
-        scope that may not be granted and why."""
+        scope that may not be granted and why; ``explain`` hears why each decided scope went the
+        way it did (``check-scope`` prints that, so the operator sees the token's own answer)."""
         scopes = parse_scopes(requested) if isinstance(requested, str) else list(requested)
+        tell = explain or (lambda scope, why: None)
         refusal = check_client_scopes(client, scopes, for_user=True)
         if refusal:
             return refusal
@@ -90,17 +104,23 @@ class ScopePolicy:
                 if self.root is None:
                     return Refusal(scope.raw, "storage scopes are not available: POSIX_PATH is not configured")
                 decision = self.check_storage(user, scope)
+                tell(scope, decision)
                 if not decision.granted:
                     return Refusal(scope.raw, f"{scope.raw} refused: {decision.reason}")
             elif scope.kind == "groups":
                 visible = self.visible_groups(user, client)
                 if scope.path is None:
                     groups.extend(g for g in visible if g not in groups)
+                    tell(scope, f"the token lists {user.name}'s groups this client may see: "
+                                f"{' '.join(visible) or '(none)'}")
                 elif scope.path in visible:
                     if scope.path not in groups:
                         groups.append(scope.path)
+                    tell(scope, f"{user.name} is a member of group {scope.path}")
                 else:
                     return Refusal(scope.raw, f"{user.name} is not a member of group {scope.path}")
+            else:
+                tell(scope, "within the client's registered scope policy")
         return Grant(scopes, groups)
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Which scopes a client may carry (its registered scope policy, SPEC §5.4 and §7).
+"""Which scopes a client may carry: its registered scope policy (docs/authorization.md).
 
 A client's registered ``scope`` is its policy: storage scopes there cover the same permission
 on the path and everything below it; ``wlcg.groups`` covers every group, ``wlcg.groups:/g``
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .posix_rule import is_under
 from .scopes import Scope, parse_scopes, storage_permissions
 
 DEFAULT_USER_CLIENT_SCOPE = ("openid profile email offline_access wlcg.groups "
@@ -29,10 +30,6 @@ class Refusal:
 
     def __str__(self) -> str:
         return self.reason
-
-
-def _under(path: str, prefix: str) -> bool:
-    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
 
 
 def client_policy(client, *, for_user: bool) -> list[Scope]:
@@ -53,13 +50,13 @@ def policy_allows(policy: list[Scope], scope: Scope) -> bool:
     if scope.kind == "storage":
         needed = set(storage_permissions(scope))
         for allowed in policy:
-            if allowed.kind == "storage" and _under(scope.path, allowed.path):
+            if allowed.kind == "storage" and is_under(scope.path, allowed.path):
                 needed -= set(storage_permissions(allowed))
         return not needed
     if scope.kind == "groups":
         for allowed in policy:
             if allowed.kind == "groups" and (allowed.path is None or
-                                             (scope.path is not None and _under(scope.path, allowed.path))):
+                                             (scope.path is not None and is_under(scope.path, allowed.path))):
                 return True
         return False
     return any(allowed.raw == scope.raw for allowed in policy)

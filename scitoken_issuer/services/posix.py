@@ -1,137 +1,32 @@
-"""The POSIX decision for one storage permission on one path (SPEC §7 steps 1–4).
+"""The live POSIX decision for one storage permission on one path (docs/authorization.md).
 
 ``check_access`` answers "may this user have ``storage.<perm>:<path>``?" by looking at the real
 filesystem under ``POSIX_PATH`` the way the kernel would for that user, and says why not in words
 an operator (and the client, in ``invalid_scope``) can act on. Paths in reasons are scope paths
-(relative to ``POSIX_PATH``), never host paths.
-
-There is no root bypass: uid 0 is judged by the same owner/group/other bits as everybody else,
-because the storage service acts on the token alone and must not hand out root's powers.
-POSIX ACLs (``system.posix_acl_access``) are evaluated as the Linux kernel does, so a named-user
-entry that takes rights away is honoured rather than overlooked.
+(relative to ``POSIX_PATH``), never host paths. The rule itself (classes, ACLs, needed bits, the
+sentence) lives in :mod:`.posix_rule`; strict mode asks a :class:`~.posix_rule.SubtreeCheck`:
+the tree index, or :class:`LiveSubtree`, which walks the subtree on disk.
 """
 
 from __future__ import annotations
 
-import errno
+import heapq
 import logging
 import os
 import stat as stat_mod
-import struct
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
-
-from scitoken_issuer.services.scopes import Scope, ScopeError, storage_permissions, validate_path
-from scitoken_issuer.services.users import PosixUser
-
-if TYPE_CHECKING:
-    from scitoken_issuer.services.tree_index import TreeIndex
+from .posix_rule import (R, W, X, Boundary, FileInfo, SubtreeCheck, access_class, explain, is_under,
+                         needed_bits, read_info, scope_path)
+from .scopes import Scope, ScopeError, storage_permissions, validate_path
+from .users import PosixUser
 
 logger = logging.getLogger(__name__)
 
-R, W, X = 4, 2, 1
 MAX_SYMLINK_HOPS = 40  # the kernel's ELOOP limit
-_BIT_NAMES = {R: "read", W: "write", X: "traverse (x)"}
-# (bits on a directory, bits on anything else) each WLCG permission needs — SPEC §7 step 2.
-_NEEDS = {
-    "read": (R | X, R),
-    "stage": (R | X, R),
-    "create": (W | X, W),
-    "modify": (W | X, W),
-    "write": (W | X, W),
-}
-_ACL_XATTR = "system.posix_acl_access"
-_ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = 1, 2, 4, 8, 16, 32
-
-Acl = tuple[tuple[int, int, int], ...]  # (tag, perm, id) entries, as stored by Linux
-
-
-class FileInfo(NamedTuple):
-    """What the decision needs from one inode: ``lstat`` fields and its access ACL, if any."""
-
-    mode: int
-    uid: int
-    gid: int
-    acl: Acl | None = None
-
-
-def parse_acl(blob: bytes) -> Acl | None:
-    """Decode a Linux ``system.posix_acl_access`` value (version 2); ``None`` if unparseable."""
-    if len(blob) < 4 or (len(blob) - 4) % 8 or int.from_bytes(blob[:4], "little") != 2:
-        return None
-    return tuple(
-        (tag, perm & 7, ident)
-        for tag, perm, ident in (struct.unpack_from("<HHI", blob, off) for off in range(4, len(blob), 8))
-    )
-
-
-def read_info(path: str) -> FileInfo:
-    """``lstat`` plus the access ACL of ``path``; raises ``OSError`` as ``os.lstat`` does."""
-    st = os.lstat(path)
-    acl = None
-    if not stat_mod.S_ISLNK(st.st_mode):
-        try:
-            acl = parse_acl(os.getxattr(path, _ACL_XATTR, follow_symlinks=False))
-        except OSError as exc:
-            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
-                raise
-    return FileInfo(st.st_mode, st.st_uid, st.st_gid, acl)
-
-
-def access_class(user: PosixUser, info: FileInfo, want: int) -> tuple[str, int]:
-    """Which class decides for ``user`` and the bits it grants towards ``want`` (SPEC §7 step 2).
-
-    Owner bits if the user owns the inode, else group bits if its group is one of the user's,
-    else other bits — the same for uid 0. With an ACL, the kernel's order: owner, named user
-    (masked), owning/named groups (masked; any one entry must grant all of ``want``), other.
-    """
-    mode = info.mode
-    if info.acl is None:
-        if user.uid == info.uid:
-            return "owner", (mode >> 6) & 7
-        if info.gid in user.gids:
-            return "group", (mode >> 3) & 7
-        return "other", mode & 7
-    if user.uid == info.uid:
-        return "owner", (mode >> 6) & 7
-    # With an ACL the group bits of the mode are the mask (or the owning group without a mask).
-    has_mask = any(t == _ACL_MASK for t, _, _ in info.acl)
-    mask = (mode >> 3) & 7 if has_mask else 7
-    for tag, perm, ident in info.acl:
-        if tag == _ACL_USER and ident == user.uid:
-            return "ACL user", perm & mask
-    found, best = False, 0
-    for tag, perm, ident in info.acl:
-        owning = tag == _ACL_GROUP_OBJ and info.gid in user.gids
-        if owning or (tag == _ACL_GROUP and ident in user.gids):
-            found = True
-            if owning and not has_mask:
-                perm = (mode >> 3) & 7
-            if perm & mask & want == want:
-                return "ACL group", perm & mask
-            # Linux wants one entry granting all of ``want``; report the closest one.
-            if bin(perm & mask & want).count("1") > bin(best & want).count("1"):
-                best = perm & mask
-    if found:
-        return "ACL group", best
-    return "other", mode & 7
-
-
-def needed_bits(permission: str, is_dir: bool) -> int:
-    """The r/w/x bits ``permission`` needs on a directory or on a file (SPEC §7 step 2)."""
-    try:
-        on_dir, on_file = _NEEDS[permission]
-    except KeyError:
-        raise ValueError(f"unknown storage permission {permission!r}") from None
-    return on_dir if is_dir else on_file
-
-
-def bit_words(bits: int) -> str:
-    return " and ".join(_BIT_NAMES[b] for b in (R, W, X) if bits & b)
 
 
 @dataclass(frozen=True)
@@ -140,7 +35,7 @@ class Decision:
 
     ``checked`` is the scope path of the inode that decided (target, nearest existing ancestor,
     the ancestor that cannot be traversed, or the strict-mode boundary), ``access_class`` the class
-    that applied, ``missing`` the bits that were lacking, ``step`` the SPEC §7 step that refused.
+    that applied, ``missing`` the bits that were lacking, ``step`` the rule of docs/authorization.md that refused.
     """
 
     granted: bool
@@ -199,30 +94,21 @@ def _real_root(root: str) -> str:
     return os.path.realpath(root)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root + "/") or root == "/"
-
-
-def _scope_path(host: str, root: str) -> str:
-    if root == "/":
-        return host
-    return host[len(root):] or "/"
-
-
 def check_access(
     root: str,
     user: PosixUser,
     permission: str,
     path: str,
-    index: TreeIndex | None = None,
+    index: SubtreeCheck | None = None,
     stat_cache: StatCache | None = None,
 ) -> Decision:
     """Decide whether ``user`` may have WLCG ``permission`` on scope ``path`` under ``root``.
 
-    SPEC §7: (1) ``path`` is valid and, joined under ``root`` with symlinks resolved, stays inside
-    it; (2) the target, or its nearest existing ancestor, grants the permission; (3) every
-    directory walked through, ``root`` included, grants x; (4) with ``index`` (strict mode), no
-    directory below the target denies what the recursive scope grants.
+    The rules of docs/authorization.md: (1) ``path`` is valid and, joined under ``root`` with
+    symlinks resolved, stays inside it; (2) the target, or its nearest existing ancestor, grants
+    the permission; (3) every directory walked through, ``root`` included, grants x; (4) with
+    ``index`` (strict mode: the tree index or :class:`LiveSubtree`), no entry at or below the
+    target denies what the recursive scope grants.
     """
     needed_bits(permission, True)  # unknown permission: a programming error, raise early
     lookup = stat_cache or read_info
@@ -264,53 +150,48 @@ def check_access(
             del walked[current]  # the nearest existing ancestor is judged as the target
             break
         except OSError as exc:
-            return refuse(f"{_scope_path(candidate, root_real)} cannot be examined: {exc.strerror}", 1)
+            return refuse(f"{scope_path(candidate, root_real)} cannot be examined: {exc.strerror}", 1)
         if stat_mod.S_ISLNK(child.mode):
             hops += 1
             real = os.path.realpath(candidate)
             if hops > MAX_SYMLINK_HOPS:
                 return refuse(f"too many symbolic links under {path}", 1)
-            if not _inside(real, root_real):
-                return refuse(f"{_scope_path(candidate, root_real)} is a symbolic link leading "
-                              "outside the storage root", 1, checked=_scope_path(candidate, root_real))
+            if not is_under(real, root_real):
+                return refuse(f"{scope_path(candidate, root_real)} is a symbolic link leading "
+                              "outside the storage root", 1, checked=scope_path(candidate, root_real))
             pending.extend(reversed([p for p in real[len(root_real):].split("/") if p]))
             current, info = root_real, root_info
             continue
         if pending and not stat_mod.S_ISDIR(child.mode):
-            return refuse(f"{_scope_path(candidate, root_real)} is not a directory", 1,
-                          checked=_scope_path(candidate, root_real))
+            return refuse(f"{scope_path(candidate, root_real)} is not a directory", 1,
+                          checked=scope_path(candidate, root_real))
         current, info = candidate, child
 
-    for directory, dir_info in walked.items():  # SPEC §7 step 3
+    for directory, dir_info in walked.items():  # rule 3
         klass, bits = access_class(user, dir_info, X)
         if not bits & X:
-            shown = _scope_path(directory, root_real)
-            return refuse(_explain(X, shown, user, klass, dir_info), 3, **_details(shown, klass, X, dir_info))
+            shown = scope_path(directory, root_real)
+            return refuse(explain(X, shown, user, klass, dir_info), 3, **_details(shown, klass, X, dir_info))
 
-    want = needed_bits(permission, stat_mod.S_ISDIR(info.mode))  # SPEC §7 step 2
+    want = needed_bits(permission, stat_mod.S_ISDIR(info.mode))  # rule 2
     klass, bits = access_class(user, info, want)
-    shown = _scope_path(current, root_real)
+    shown = scope_path(current, root_real)
     if bits & want != want:
-        return refuse(_explain(want & ~bits, shown, user, klass, info), 2,
+        return refuse(explain(want & ~bits, shown, user, klass, info), 2,
                       **_details(shown, klass, want & ~bits, info))
 
-    if index is not None:  # SPEC §7 step 4
+    if index is not None:  # rule 4
         target = "/".join([shown.rstrip("/"), *reversed(pending)]) or "/"
         boundary = index.first_denial(target, user, permission)
         if boundary is not None:
-            return refuse(f"strict mode: {boundary.explain(user, permission)}, below {path}", 4,
+            where = "at" if boundary.path == target else "below"
+            return refuse(f"strict mode: {boundary.explain(user, permission)}, {where} {path}", 4,
                           checked=boundary.path, mode=boundary.mode,
                           owner=boundary.uid, group=boundary.gid)
     where = path if exists else f"{path} (judged on {shown}, the nearest existing directory)"
     return Decision(True, f"{permission} granted on {where} to user {user.name} ({klass} class)",
                     user.name, permission, path, checked=shown, access_class=klass,
                     mode=stat_mod.S_IMODE(info.mode), owner=info.uid, group=info.gid, exists=exists)
-
-
-def _explain(missing: int, shown: str, user: PosixUser, klass: str, info: FileInfo) -> str:
-    acl = ", with ACL" if info.acl is not None else ""
-    return (f"no {bit_words(missing)} permission on {shown} for user {user.name} ({klass} class, "
-            f"mode {stat_mod.S_IMODE(info.mode):04o}, owner {info.uid} group {info.gid}{acl})")
 
 
 def _details(shown: str, klass: str, missing: int, info: FileInfo) -> dict[str, object]:
@@ -323,7 +204,7 @@ def check_scope(
     root: str,
     user: PosixUser,
     scope: Scope,
-    index: TreeIndex | None = None,
+    index: SubtreeCheck | None = None,
     stat_cache: StatCache | None = None,
 ) -> Decision:
     """Check every WLCG permission a storage scope needs; the first refusal, or the last grant."""
@@ -337,3 +218,73 @@ def check_scope(
             break
     assert decision is not None
     return decision
+
+
+class LiveSubtree:
+    """Strict mode without an index: walk the subtree below a scope path on disk (rule 4).
+
+    Visits entries in the index's order (sorted scope paths), so it names the same first denial
+    as :meth:`TreeIndex.first_denial` would; each entry is judged by :meth:`Boundary.denies`, the
+    one rule. Its cost grows with the subtree, so the app uses the index; this is the reference
+    the index is tested against, and the strict check of a ``ScopePolicy`` built without one.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def first_denial(self, path: str, user: PosixUser, permission: str) -> Boundary | None:
+        """The first entry at or below scope ``path`` that denies a recursive ``permission``."""
+        root_real = _real_root(self.root)
+        top = root_real if path == "/" else (path if root_real == "/" else root_real + path)
+        try:
+            info = read_info(top)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # not created yet: nothing below it
+        if not stat_mod.S_ISDIR(info.mode):
+            entry = Boundary(path, "file", info.uid, info.gid, stat_mod.S_IMODE(info.mode), None, info.acl)
+            return entry if entry.denies(user, permission) else None
+        queue: list[tuple[str, int, str, FileInfo | Boundary]] = [(path, 0, top, info)]
+        seq = 0
+        while queue:  # a heap by scope path: a directory's entries follow it, in global order
+            scoped, _, host, item = heapq.heappop(queue)
+            if isinstance(item, Boundary):
+                return item  # a file or link found denying while its directory was listed
+            own = Boundary(scoped, "directory", item.uid, item.gid, stat_mod.S_IMODE(item.mode), None, item.acl)
+            if own.denies(user, permission):
+                return own
+            sticky, owners = bool(item.mode & stat_mod.S_ISVTX), set()
+            prefix = "" if scoped == "/" else scoped
+            try:
+                with os.scandir(host) as entries:
+                    for entry in entries:
+                        child_scoped = f"{prefix}/{entry.name}"
+                        try:
+                            if entry.is_symlink():
+                                if sticky and len(owners) < 2:
+                                    owners.add(entry.stat(follow_symlinks=False).st_uid)
+                                real = os.path.realpath(entry.path)
+                                target = scope_path(real, root_real) if is_under(real, root_real) else None
+                                if target is None or not is_under(target, path):
+                                    seq += 1
+                                    heapq.heappush(queue, (child_scoped, seq, "",
+                                                           Boundary(child_scoped, "symlink", target=target)))
+                                continue
+                            child = read_info(entry.path)
+                        except (FileNotFoundError, NotADirectoryError):
+                            continue  # vanished while we looked
+                        if sticky and len(owners) < 2:
+                            owners.add(child.uid)
+                        seq += 1
+                        if stat_mod.S_ISDIR(child.mode):
+                            heapq.heappush(queue, (child_scoped, seq, entry.path, child))
+                            continue
+                        found = Boundary(child_scoped, "file", child.uid, child.gid,
+                                         stat_mod.S_IMODE(child.mode), None, child.acl)
+                        if found.denies(user, permission):
+                            heapq.heappush(queue, (child_scoped, seq, "", found))
+            except OSError:
+                return Boundary(scoped, "unreadable", item.uid, item.gid, stat_mod.S_IMODE(item.mode))
+            own = Boundary(own.path, own.kind, own.uid, own.gid, own.mode, None, own.acl, tuple(sorted(owners)))
+            if own.sticky_denies(user, permission):
+                return own
+        return None

@@ -42,7 +42,8 @@ class TreeIndexStore:
             self.redis.set(self.key, index.to_json())
         with self._lock:
             self._index, self._loaded_at = index, time.monotonic()
-        logger.info("tree index of %s: %d directories, %d boundaries", self.root, index.directories, len(index))
+        logger.info("tree index of %s: %d directories, %d files, %d boundaries", self.root, index.directories,
+                    index.files, len(index))
         return index
 
     def get(self) -> TreeIndex:
@@ -57,7 +58,11 @@ class TreeIndexStore:
         raw = self.redis.get(self.key)
         if raw is None:
             raise TreeIndexMissing(f"the permission index of {self.root} has not been built yet")
-        index = TreeIndex.from_json(raw)
+        try:
+            index = TreeIndex.from_json(raw)
+        except ValueError as exc:  # an older format left by a previous version: build it again
+            logger.warning("stored tree index of %s is not usable (%s); it must be rebuilt", self.root, exc)
+            raise TreeIndexMissing(f"the permission index of {self.root} must be rebuilt") from exc
         with self._lock:
             self._index, self._loaded_at = index, time.monotonic()
         return index
