@@ -1,4 +1,4 @@
-"""SPEC §7 precomputed caches: the Celery tasks ``refresh_group_cache`` and ``rebuild_tree_index``
+"""docs/authorization.md, precomputed caches: the Celery tasks ``refresh_group_cache`` and ``rebuild_tree_index``
 (in process and with a real Redis), their locks, the 503 for a missing index, and the operator
 commands ``check-scope``, ``cache refresh|show`` and ``scan-tree``.
 
@@ -71,7 +71,7 @@ def redis_client(redis_url):
 # -- the tasks ----------------------------------------------------------------------------
 
 def test_tasks_in_process_fill_cache_and_index(app):
-    """SPEC §2/§7: without REDIS_URL the tasks run in process and fill the in-process stores."""
+    """docs/authorization.md: without REDIS_URL the tasks run in process and fill the in-process stores."""
     stats = refresh_group_cache()
     assert (stats["users"], stats["groups"]) == (2, 5)
     assert runtime().groups.last_precompute()["users"] == 2
@@ -84,7 +84,7 @@ def test_tasks_in_process_fill_cache_and_index(app):
 
 
 def test_tasks_with_redis_fill_shared_stores(redis_app, redis_client, tmp_path):
-    """SPEC §7: with Redis the task results are shared by every process (here: a second app)."""
+    """docs/authorization.md: with Redis the task results are shared by every process (here: a second app)."""
     with redis_app.app_context():
         with pytest.raises(TreeIndexMissing):
             runtime().tree.get()  # the web side never scans: a worker builds the index
@@ -176,7 +176,7 @@ def signed_in_portal(redis_app):
 
 
 def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_client):
-    """SPEC §7 step 4/§8: no strict index yet — 503 with Retry-After (never a grant), and one
+    """Rule 4 of docs/authorization.md: no strict index yet — 503 with Retry-After (never a grant), and one
     rebuild_tree_index task is sent to the workers; once built, the request goes through."""
     client, oauth = signed_in_portal(redis_app)
     _, challenge = pkce()
@@ -195,7 +195,7 @@ def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_clien
 
 
 def test_redis_down_answers_503_never_a_grant(redis_app, redis_server):
-    """SPEC §8: Redis down and no index in this process yet — 503 with Retry-After."""
+    """docs/authorization.md (a dependency down): Redis down and no index in this process yet — 503 with Retry-After."""
     client, oauth = signed_in_portal(redis_app)
     _, challenge = pkce()
     redis_server.stop()
@@ -220,7 +220,7 @@ def test_check_scope_granted(app):
 
 
 def test_check_scope_refused_says_which_directory_class_bit_and_step(app):
-    """SPEC §7: the operator sees the directory, the class, the missing bit and the step."""
+    """docs/authorization.md: the operator sees the directory, the class, the missing bit and the rule."""
     result = cli(app, "check-scope", "alice", "storage.read:/data/ana/out", "storage.create:/data/ana",
                  "storage.read:/data/ana", "wlcg.groups:/cms")
     assert result.exit_code == 1, result.output
@@ -228,9 +228,9 @@ def test_check_scope_refused_says_which_directory_class_bit_and_step(app):
     assert "GRANTED storage.read:/data/ana/out" in out
     assert "REFUSED storage.create:/data/ana" in out
     assert "decided by: /data/ana, group class, missing w, mode 0755 owner 0 group 21000" in out
-    assert "SPEC §7 step 2" in out
+    assert "refused at rule 2 of docs/authorization.md" in out
     assert "REFUSED storage.read:/data/ana\n" in out
-    assert "/data/ana/private" in out and "SPEC §7 step 4" in out
+    assert "/data/ana/private" in out and "refused at rule 4 of docs/authorization.md" in out
     assert "REFUSED wlcg.groups:/cms" in out and "alice is not a member of group /cms" in out
 
 
@@ -269,7 +269,7 @@ def test_check_scope_without_posix_path(tmp_path):
 
 
 def test_check_scope_with_missing_index_exits_3_until_stored(redis_app):
-    """SPEC §7 step 4: without a strict index the command says so (exit 3); ``scan-tree --store``
+    """Rule 4 of docs/authorization.md: without a strict index the command says so (exit 3); ``scan-tree --store``
     builds it, and then the decision is made."""
     result = cli(redis_app, "check-scope", "alice", "storage.read:/data/ana/out")
     assert result.exit_code == 3 and "scan-tree --store" in result.output
@@ -300,7 +300,7 @@ def test_cache_refresh_async_with_redis_queues_the_task(redis_app, redis_client)
 
 
 def test_scan_tree_prints_boundaries(app, tmp_path):
-    """SPEC §7 step 4: the boundaries where owner, group or mode change."""
+    """Rule 4 of docs/authorization.md: the entries where owner, group or mode change."""
     result = cli(app, "scan-tree")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

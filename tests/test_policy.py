@@ -1,4 +1,4 @@
-"""SPEC §7: ``ScopePolicy.grant_scopes`` against a real directory tree and a real group source.
+"""docs/authorization.md: ``ScopePolicy.grant_scopes`` against a real directory tree and a real group source.
 
 The tree is built with chown/chmod (numeric uids and gids, as in tests/test_posix.py), so these
 tests need root (CI runs as root). Users come from a real ``StaticGroupSource`` file.
@@ -84,7 +84,7 @@ def policy(root) -> ScopePolicy:
 
 
 def test_storage_scopes_granted_in_order(policy, users):
-    """SPEC §7 steps 2–4: group w+x on /data/ana/out, and a not-yet-created path below it."""
+    """Rules 2–4: group w+x on /data/ana/out, and a not-yet-created path below it."""
     grant = policy.grant_scopes(users.lookup("alice"), "storage.read:/data/ana/out storage.create:/data/ana/out "
                                 "storage.create:/data/ana/out/new/file", Client("c"))
     assert isinstance(grant, Grant)
@@ -92,7 +92,7 @@ def test_storage_scopes_granted_in_order(policy, users):
 
 
 def test_first_refused_scope_is_named_with_the_reason(policy, users):
-    """SPEC §7: any refused scope refuses the request, naming the first one and why."""
+    """docs/authorization.md: any refused scope refuses the request, naming the first one and why."""
     decision = policy.grant_scopes(users.lookup("alice"), "openid storage.read:/data/ana/out "
                                    "storage.create:/data/ana storage.create:/data/cms", Client("c"))
     assert isinstance(decision, Refusal)
@@ -102,7 +102,7 @@ def test_first_refused_scope_is_named_with_the_reason(policy, users):
 
 
 def test_scitokens_write_needs_create_and_modify(policy, users):
-    """SPEC §6: ``write:/p`` stands for create and modify; both are checked."""
+    """docs/authorization.md: ``write:/p`` stands for create and modify; both are checked."""
     alice = users.lookup("alice")
     assert isinstance(policy.grant_scopes(alice, "write:/data/ana/out", Client("c")), Grant)
     refusal = policy.grant_scopes(alice, "read:/data/ana/public write:/data/ana/public", Client("c"))
@@ -110,7 +110,7 @@ def test_scitokens_write_needs_create_and_modify(policy, users):
 
 
 def test_other_class_decides_for_non_members(policy, users):
-    """SPEC §7 step 2: alice is not in cms, so the other bits (none) of /data/cms decide."""
+    """Rule 2: alice is not in cms, so the other bits (none) of /data/cms decide."""
     refusal = policy.grant_scopes(users.lookup("alice"), "storage.read:/data/cms", Client("c"))
     assert isinstance(refusal, Refusal)
     assert "no read and traverse (x) permission on /data/cms for user alice (other class" in refusal.reason
@@ -118,7 +118,7 @@ def test_other_class_decides_for_non_members(policy, users):
 
 
 def test_client_policy_limits_what_posix_would_allow(policy, users):
-    """SPEC §5.4/§7: the client's registered scope bounds the request before the filesystem does."""
+    """docs/authorization.md (client policy): the client's registered scope bounds the request before the filesystem does."""
     client = Client("reader", "openid storage.read:/data")
     alice = users.lookup("alice")
     assert isinstance(policy.grant_scopes(alice, "openid storage.read:/data/ana/out", client), Grant)
@@ -137,7 +137,7 @@ def test_client_without_registered_scope_gets_the_user_default(policy, users):
 
 
 def test_wlcg_groups_lists_only_groups_the_client_may_see(policy, users):
-    """SPEC §6/§7: ``wlcg.groups`` carries the user's groups, limited to the client's policy."""
+    """docs/authorization.md (groups): ``wlcg.groups`` carries the user's groups, limited to the client's policy."""
     alice = users.lookup("alice")
     everything = policy.grant_scopes(alice, "wlcg.groups", Client("all", "wlcg.groups"))
     assert everything.groups == ["/alice", "/ana", "/atlas"]
@@ -150,7 +150,7 @@ def test_wlcg_groups_lists_only_groups_the_client_may_see(policy, users):
 
 
 def test_wlcg_groups_for_a_named_group(policy, users):
-    """SPEC §6: ``wlcg.groups:/g`` is granted to members only; the token lists that group."""
+    """docs/authorization.md (groups): ``wlcg.groups:/g`` is granted to members only; the token lists that group."""
     alice = users.lookup("alice")
     client = Client("c", "wlcg.groups")
     grant = policy.grant_scopes(alice, "wlcg.groups:/atlas", client)
@@ -162,7 +162,7 @@ def test_wlcg_groups_for_a_named_group(policy, users):
 
 
 def test_strict_mode_refuses_when_a_directory_below_denies(root, users):
-    """SPEC §7 step 4: /data/ana is readable, but /data/ana/private below it is not (for alice)."""
+    """Rule 4: /data/ana is readable, but /data/ana/private below it is not (for alice)."""
     index = scan_tree(root)
     alice, client = users.lookup("alice"), Client("c")
     strict = ScopePolicy(root, strict=True, index=lambda: index).grant_scopes(alice, "storage.read:/data/ana", client)
@@ -176,7 +176,7 @@ def test_strict_mode_refuses_when_a_directory_below_denies(root, users):
 
 
 def test_posix_strict_setting_reaches_the_policy(tmp_path, root):
-    """SPEC §3 ``POSIX_STRICT`` (default true) decides strict mode of the app's policy."""
+    """docs/authorization.md: ``POSIX_STRICT`` (default true) decides strict mode of the app's policy."""
     users_file = write_users(tmp_path / "users.json")
     for strict, granted in (("true", False), ("false", True)):
         app = make_app(tmp_path / strict, POSIX_PATH=root, POSIX_STRICT=strict, DEV_USERS_FILE=users_file)
@@ -187,7 +187,7 @@ def test_posix_strict_setting_reaches_the_policy(tmp_path, root):
 
 
 def test_posix_path_unset_refuses_storage_scopes(users):
-    """SPEC §3: without ``POSIX_PATH`` there are no storage scopes; other scopes still work."""
+    """docs/authorization.md: without ``POSIX_PATH`` there are no storage scopes; other scopes still work."""
     policy = ScopePolicy(None, strict=True)
     alice = users.lookup("alice")
     refusal = policy.grant_scopes(alice, "openid storage.read:/data", Client("c"))
@@ -197,14 +197,14 @@ def test_posix_path_unset_refuses_storage_scopes(users):
 
 
 def test_user_without_posix_account(policy):
-    """SPEC §7: no POSIX account, no storage or group scopes (identity-only tokens are fine)."""
+    """docs/authorization.md: no POSIX account, no storage or group scopes (identity-only tokens are fine)."""
     refusal = policy.grant_scopes(None, "openid storage.read:/data/ana/out", Client("c"))
     assert refusal == Refusal("storage.read:/data/ana/out", "the user has no POSIX account on this site")
     assert isinstance(policy.grant_scopes(None, "openid", Client("c")), Grant)
 
 
 def test_decision_follows_the_filesystem_now(root, users):
-    """SPEC §7: the target is checked live — a chmod takes effect on the next decision."""
+    """docs/authorization.md: the target is checked live — a chmod takes effect on the next decision."""
     policy = ScopePolicy(root, strict=False)
     alice = users.lookup("alice")
     assert isinstance(policy.grant_scopes(alice, "storage.create:/data/ana/out", Client("c")), Grant)

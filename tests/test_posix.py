@@ -1,4 +1,4 @@
-"""The POSIX decision on a real directory tree with real owners, groups and modes (SPEC §7 steps 1–3).
+"""The POSIX decision on a real directory tree with real owners, groups and modes (docs/authorization.md, rules 1–3).
 
 The tree is built with chown/chmod, so these tests need root (CI runs as root).
 """
@@ -82,14 +82,14 @@ def root(tmp_path_factory) -> str:
 
 
 def test_group_write_granted(root):
-    """SPEC §7 step 2: group bits apply when the directory's group is one of the user's."""
+    """Rule 2: group bits apply when the directory's group is one of the user's."""
     d = check_access(root, ALICE, "create", "/data/ana")
     assert d.granted, d.reason
     assert (d.access_class, d.checked, d.mode, d.group) == ("group", "/data/ana", 0o775, ANA)
 
 
 def test_refusal_names_directory_class_and_bits(root):
-    """SPEC §7 step 2: other bits for a stranger; the reason says where, which class and bit."""
+    """Rule 2: other bits for a stranger; the reason says where, which class and bit."""
     d = check_access(root, BOB, "modify", "/data/ana")
     assert not d.granted and d.step == 2
     assert d.reason == ("no write permission on /data/ana for user bob "
@@ -128,7 +128,7 @@ def test_files_need_r_or_w_only(root):
 
 
 def test_missing_path_judged_on_nearest_existing_ancestor(root):
-    """SPEC §7 step 2: a path not created yet is judged on its nearest existing ancestor."""
+    """Rule 2: a path not created yet is judged on its nearest existing ancestor."""
     d = check_access(root, ALICE, "create", "/data/ana/new/deeper/file")
     assert d.granted and not d.exists and d.checked == "/data/ana"
     d = check_access(root, BOB, "create", "/data/ana/new")
@@ -143,7 +143,7 @@ def test_path_through_a_file_is_refused(root):
 
 
 def test_every_ancestor_must_be_traversable(root):
-    """SPEC §7 step 3: x on every directory between POSIX_PATH and the target."""
+    """Rule 3: x on every directory between POSIX_PATH and the target."""
     d = check_access(root, ALICE, "create", "/locked/open")
     assert not d.granted and d.step == 3
     assert d.reason == ("no traverse (x) permission on /locked for user alice "
@@ -163,7 +163,7 @@ def test_storage_root_itself_must_be_traversable(tmp_path):
 @pytest.mark.parametrize("path", ["/links/escape", "/links/escape/passwd", "/links/rel_escape",
                                   "/links/rel_escape/etc", "/links/dangling_out"])
 def test_symlink_escaping_root_is_refused(root, path):
-    """SPEC §7 step 1: joined under POSIX_PATH with symlinks resolved, the path stays inside."""
+    """Rule 1: joined under POSIX_PATH with symlinks resolved, the path stays inside."""
     d = check_access(root, ROOT, "read", path)
     assert not d.granted and d.step == 1 and "outside the storage root" in d.reason
 
@@ -222,7 +222,7 @@ def test_posix_acl_named_group_grants(root):
 
 
 def test_check_scope_checks_every_permission_of_write(root):
-    """SPEC §6: SciTokens write:/p needs both storage.create and storage.modify."""
+    """docs/authorization.md: SciTokens write:/p needs both storage.create and storage.modify."""
     assert check_scope(root, ALICE, parse_scope("write:/data/ana/sub")).granted
     d = check_scope(root, BOB, parse_scope("write:/data/ana"))
     assert not d.granted and d.permission == "create"

@@ -6,9 +6,10 @@ import random
 import pytest
 
 from scitoken_issuer.services import tree_index as tree_index_module
-from scitoken_issuer.services.posix import check_access
+from scitoken_issuer.services.posix import LiveSubtree, check_access
 from scitoken_issuer.services.tree_index import Boundary, TreeIndex, TreeScanError, scan_tree
 from scitoken_issuer.services.users import PosixUser
+from tests.test_posix import acl_xattr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds a tree with chown: needs root")
 
@@ -191,7 +192,8 @@ def _naive_first_denial(boundaries, path, user, perm):
 
 @pytest.mark.parametrize("patterns", [3, 5000])
 def test_big_index_matches_reference(patterns):
-    """The candidate-list query gives the answer of a full scan, with few or many permission patterns."""
+    """The candidate-list query gives the answer of a full scan, with few or many permission
+    patterns, directories and files, ACLs and sticky directories holding others' entries."""
     rng = random.Random(patterns)
     names = ["a", "b", "a-b", "a.b", "c", "d0"]
     boundaries, seen = [Boundary("/", "directory", 0, 0, 0o755)], {"/"}
@@ -207,11 +209,104 @@ def test_big_index_matches_reference(patterns):
             sig = rng.randrange(patterns)
             mode = rng.choice([0o755, 0o700, 0o775, 0o750, 0o711, 0o070, 0o555, 0o007, 0o570]) if sig > 2 else 0o777
             acl = NAMED_ALICE_NONE if rng.random() < 0.03 else None
-            boundaries.append(Boundary(path, "directory", 20000 + sig % 7, ANA + sig % 3, mode, None, acl))
+            kind, owners = "directory", ()
+            if rng.random() < 0.2:
+                kind, mode = "file", rng.choice([0o644, 0o600, 0o664, 0o444, 0o666, 0o060, 0o606])
+            elif rng.random() < 0.06:
+                mode |= 0o1000
+                owners = tuple(sorted(set(rng.choices(range(20000, 20004), k=rng.randint(1, 2)))))
+            boundaries.append(Boundary(path, kind, 20000 + sig % 7, ANA + sig % 3, mode, None, acl, owners))
     index = TreeIndex("/srv", boundaries)
     queries = ["/"] + [rng.choice(sorted(seen)) for _ in range(300)] + ["/a/zz", "/nothing"]
     carol = PosixUser("carol", 20003, 20003, frozenset({20003, ANA, ANA + 1, ANA + 2}))
     for path in queries:
         for user in (ALICE, BOB, carol):
-            for perm in ("read", "modify", "stage", "create"):
+            for perm in ("read", "modify", "stage", "create", "write"):
                 assert index.first_denial(path, user, perm) == _naive_first_denial(boundaries, path, user, perm)
+
+
+# -- the index against a plain walk of a real tree ------------------------------------------
+
+RANDOM_USERS = (
+    ALICE, BOB, PosixUser("carol", 20003, 20003, frozenset({20003, ANA, ANA + 1})),
+    PosixUser("dave", 20004, 20004, frozenset({20004, ANA + 1})), PosixUser("root", 0, 0, frozenset({0})),
+)
+_DIR_MODES = [0o755, 0o775, 0o770, 0o750, 0o700, 0o711, 0o1777, 0o1770, 0o2775, 0o555, 0o777, 0o3777]
+_FILE_MODES = [0o644, 0o664, 0o600, 0o640, 0o444, 0o666, 0o660, 0o604, 0o000]
+
+
+def _random_acl(rng, owner: int, mode: int) -> bytes:
+    """A valid access ACL: owner/group/other from ``mode``, named entries for some users and groups, a mask."""
+    named_users = sorted(rng.sample([20001, 20002, 20003, 20004], rng.randint(0, 2)))
+    named_groups = sorted(rng.sample([ANA, ANA + 1, 20002], rng.randint(0, 2)))
+    undefined = 0xFFFFFFFF
+    entries = [(1, (mode >> 6) & 7, undefined)]
+    entries += [(2, rng.randrange(8), u) for u in named_users if u != owner]
+    entries += [(4, (mode >> 3) & 7, undefined)]
+    entries += [(8, rng.randrange(8), g) for g in named_groups]
+    entries += [(16, rng.randrange(8), undefined), (32, mode & 7, undefined)]
+    return acl_xattr(*entries)
+
+
+def build_random_tree(top, seed: int) -> tuple[list[str], bool]:
+    """A tree of directories, files and links with several owners, groups, modes, sticky
+    directories and (where the filesystem supports them) ACLs; most entries inherit their
+    parent's owner and permissions, as in real trees. Returns its scope paths and whether ACLs stuck."""
+    rng = random.Random(seed)
+    names = ["a", "b", "a-b", "a.b", "c", "d0"]
+    owners, groups = [0, 20001, 20002, 20003, 20004], [0, ANA, ANA + 1, 20001, 20002]
+    top.mkdir()
+    os.chmod(top, 0o755)
+    paths, acls = ["/"], True
+    pending = [(top, "", 0, (0, 0, 0o755))]
+    while pending:
+        host, scoped, depth, (uid, gid, mode) = pending.pop()
+        for name in rng.sample(names, 6 if depth < 2 else rng.randint(2, 6)):
+            child, child_scoped = host / name, f"{scoped}/{name}"
+            roll = rng.random()
+            if roll < 0.06:
+                os.symlink(rng.choice(["a", "../a", "../..", "/etc", "b/c", "../../a-b"]), child)
+                os.lchown(child, rng.choice(owners), 0)
+            elif roll < (0.45 if depth else 0.8) and depth < 4:
+                child.mkdir()
+                own = (uid, gid, mode) if rng.random() < 0.7 else (
+                    rng.choice(owners), rng.choice(groups), rng.choice(_DIR_MODES))
+                os.chown(child, own[0], own[1])
+                os.chmod(child, own[2])
+                pending.append((child, child_scoped, depth + 1, own))
+            else:
+                child.write_text("x")
+                inherited = (uid, gid, mode & 0o666 & ~0o022) if rng.random() < 0.7 else (
+                    rng.choice(owners), rng.choice(groups), rng.choice(_FILE_MODES))
+                os.chown(child, inherited[0], inherited[1])
+                os.chmod(child, inherited[2])
+            if not child.is_symlink() and rng.random() < 0.08:
+                try:
+                    os.setxattr(child, "system.posix_acl_access", _random_acl(rng, os.lstat(child).st_uid,
+                                                                              os.lstat(child).st_mode))
+                except OSError:
+                    acls = False
+            paths.append(child_scoped)
+    return paths, acls
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_random_tree_index_matches_live_walk(tmp_path, seed):
+    """Rule 4 both ways: for every (user, permission, path), the decision with the scanned index
+    equals the decision with the live walk of the tree (``LiveSubtree``, every entry judged)."""
+    top = tmp_path / "random"
+    paths, acls = build_random_tree(top, seed)
+    index, live = scan_tree(str(top)), LiveSubtree(str(top))
+    assert len(index) < len(paths)  # compact: most entries inherit and are not recorded
+    strict_refusals: dict[str, int] = {}
+    for path in paths + ["/nothing", "/a/new/deeper"]:
+        for user in RANDOM_USERS:
+            for perm in ("read", "create", "modify", "stage", "write"):
+                indexed = check_access(str(top), user, perm, path, index=index)
+                walked = check_access(str(top), user, perm, path, index=live)
+                assert indexed == walked, (path, user.name, perm)
+                if indexed.step == 4:
+                    kind = "sticky" if "sticky directory" in indexed.reason else (
+                        "link" if "symbolic link" in indexed.reason else "entry")
+                    strict_refusals[kind] = strict_refusals.get(kind, 0) + 1
+    assert set(strict_refusals) >= {"sticky", "entry"}, strict_refusals  # the test is not vacuous
