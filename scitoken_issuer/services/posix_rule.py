@@ -212,6 +212,8 @@ class Boundary:
     ``unreadable`` (a directory that could not be listed), or ``symlink`` (``target``: the scope
     path it resolves to, ``None`` if outside the root). ``owners`` holds, for a sticky directory,
     up to two distinct owners of its entries (two already deny everyone but the directory's owner).
+    A file entry stands for ``alike`` more files of its directory with the same owner, group, mode
+    and ACL, which sort after it and deny exactly whom it denies.
     """
 
     path: str
@@ -222,6 +224,7 @@ class Boundary:
     target: str | None = None
     acl: Acl | None = None
     owners: tuple[int, ...] = ()
+    alike: int = 0
 
     @property
     def info(self) -> FileInfo:
@@ -263,7 +266,8 @@ class Boundary:
         acl = "  +acl" if self.acl is not None else ""
         kind = "  file" if self.kind == "file" else ""
         sticky = f"  sticky, entries owned by {' '.join(map(str, self.owners))}" if self.owners else ""
-        return f"{self.path}{kind}  owner {self.uid} group {self.gid} mode {self.mode:04o}{acl}{sticky}"
+        alike = f"  and {self.alike} more alike" if self.alike else ""
+        return f"{self.path}{kind}  owner {self.uid} group {self.gid} mode {self.mode:04o}{acl}{sticky}{alike}"
 
 
 class SubtreeCheck(Protocol):

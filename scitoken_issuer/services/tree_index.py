@@ -9,7 +9,9 @@ once (a Celery task, or ``scitoken-issuer scan-tree``) and records only:
 - directories whose owner, group, mode or ACL differ from their parent's (every other directory
   has its parent's permissions, so it denies exactly whom its parent denies);
 - files (anything not a directory or a link) that deny some user what their directory grants
-  (``posix_rule.denies_more``): under an ordinary umask no file does, so a large tree adds nothing;
+  (``posix_rule.denies_more``), one entry per directory and (owner, group, mode, ACL): the first
+  such file by name, standing for the others alike. Under an ordinary umask no file denies more
+  than its directory, so a large tree adds nothing;
 - sticky directories holding entries (nobody but an entry's or the directory's owner may delete
   or rename them, which ``modify`` includes);
 - directories that could not be listed (nothing below them can be vouched for: always a denial);
@@ -130,7 +132,8 @@ class TreeIndex:
     def to_json(self) -> str:
         """A compact JSON document, for Redis or a file; :meth:`from_json` reads it back."""
         rows = [[b.path, b.kind, b.uid, b.gid, b.mode, b.target,
-                 None if b.acl is None else [list(e) for e in b.acl], list(b.owners)] for b in self._boundaries]
+                 None if b.acl is None else [list(e) for e in b.acl], list(b.owners), b.alike]
+                for b in self._boundaries]
         return json.dumps({"format": FORMAT, "version": VERSION, "root": self.root,
                            "scanned_at": self.scanned_at, "directories": self.directories,
                            "files": self.files, "boundaries": rows}, separators=(",", ":"))
@@ -145,8 +148,8 @@ class TreeIndex:
             boundaries = [
                 Boundary(str(p), str(k), int(u), int(g), int(m), None if t is None else str(t),
                          None if a is None else tuple((int(x), int(y), int(z)) for x, y, z in a),
-                         tuple(int(o) for o in owners))
-                for p, k, u, g, m, t, a, owners in doc["boundaries"]
+                         tuple(int(o) for o in owners), int(alike))
+                for p, k, u, g, m, t, a, owners, alike in doc["boundaries"]
             ]
             return cls(str(doc["root"]), boundaries, float(doc["scanned_at"]), int(doc["directories"]),
                        int(doc["files"]))
@@ -177,6 +180,7 @@ def scan_tree(root: str, max_directories: int = DEFAULT_MAX_DIRECTORIES) -> Tree
     while stack:
         host, scoped, own, differs = stack.pop()
         sticky, owners = bool(own.mode & stat_mod.S_ISVTX), set()
+        denying: dict[tuple, list] = {}  # files denying more than this directory: signature -> [first name, count]
         prefix = "" if scoped == "/" else scoped
         try:
             with os.scandir(host) as entries:
@@ -204,7 +208,8 @@ def scan_tree(root: str, max_directories: int = DEFAULT_MAX_DIRECTORIES) -> Tree
                         continue
                     files += 1
                     if denies_more(own, child, False):
-                        boundaries.append(_entry(child_scoped, "file", child))
+                        seen = denying.setdefault(_signature(child), [entry.name, 0])
+                        seen[0], seen[1] = min(seen[0], entry.name), seen[1] + 1
         except OSError as exc:
             logger.warning("scan-tree: cannot list %s: %s", host, exc.strerror)
             if differs:
@@ -213,6 +218,8 @@ def scan_tree(root: str, max_directories: int = DEFAULT_MAX_DIRECTORIES) -> Tree
             continue
         if differs or (sticky and owners):
             boundaries.append(_entry(scoped, "directory", own, tuple(sorted(owners)) if sticky else ()))
+        for (uid, gid, mode, acl), (name, count) in denying.items():
+            boundaries.append(Boundary(f"{prefix}/{name}", "file", uid, gid, mode, None, acl, (), count - 1))
     logger.info("scan-tree %s: %d directories, %d files, %d boundaries in %.1fs", root, directories, files,
                 len(boundaries), time.monotonic() - started)
     return TreeIndex(root_real, boundaries, time.time(), directories, files)
