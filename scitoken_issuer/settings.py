@@ -90,7 +90,7 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "IDP_USERNAME_CLAIM": (_str, "preferred_username", "id-token claim naming the POSIX user"),
     "IDP_RECHECK_INTERVAL": (_int(0, 86400), 300, "seconds between re-checks of a user at the IdP on refresh"),
     "POSIX_PATH": (_str, None, "root of the filesystem storage scopes are checked against; unset: no storage scopes"),
-    "POSIX_STRICT": (_bool, True, "refuse recursive scopes when a directory below denies the user"),
+    "POSIX_STRICT": (_bool, True, "refuse recursive scopes when a file or directory below denies the user"),
     "TREE_INDEX_MAX_AGE": (_int(10, 86400 * 7), 600,
                            "seconds between rebuilds of the strict-mode permission index"),
     "USE_LDAP": (_bool, False, "resolve users and groups from LDAP instead of the system (NSS)"),

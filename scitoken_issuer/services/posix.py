@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+
 from .posix_rule import (R, W, X, Boundary, FileInfo, SubtreeCheck, access_class, explain, is_under,
                          needed_bits, read_info, scope_path)
 from .scopes import Scope, ScopeError, storage_permissions, validate_path
