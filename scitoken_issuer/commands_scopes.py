@@ -19,9 +19,9 @@ from flask.cli import AppGroup, with_appcontext
 
 from .background import dispatch
 from .extensions import runtime
+from .services.authorization import Grant
 from .services.group_cache import PrecomputeInProgress
 from .services.groups import GroupsUnavailable
-from .services.authorization import Grant
 from .services.posix import Decision
 from .services.scopes import Scope, ScopeError, parse_scope
 from .services.tree_index import TreeScanError, scan_tree
