@@ -43,7 +43,7 @@ def test_public_client_gets_no_secret(client):
 
 @pytest.mark.parametrize("grant", ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"])
 def test_anonymous_caller_cannot_take_privileged_grants(client, grant):
-    """SPEC §8: privileged grants are given only by an administrator."""
+    """docs/registration.md: privileged grants are given only by an administrator."""
     response = register(client, {"grant_types": [grant], "scope": "storage.read:/"})
     assert response.status_code == 400
     body = response.get_json()

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db, runtime
 
-#: Grants only an administrator may give a client (SPEC §8).
+#: Grants only an administrator may give a client (docs/registration.md).
 PRIVILEGED_GRANTS = frozenset({
     "client_credentials",
     "urn:ietf:params:oauth:grant-type:token-exchange",
@@ -27,7 +27,8 @@ class Client(db.Model, ClientMixin):
     client_id_issued_at: Mapped[int] = mapped_column(Integer)
     client_secret_expires_at: Mapped[int] = mapped_column(Integer, default=0)
     registration_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
-    #: who registered it: "dynamic" (anonymous RFC 7591), "admin" (CLI or admin token), "static"
+    #: whose policy it is: "dynamic" (anonymous RFC 7591), "admin" (registered or last updated by an
+    #: administrator, CLI or admin token), "static" (STATIC_CLIENTS)
     source: Mapped[str] = mapped_column(String(16))
     client_metadata: Mapped[dict] = mapped_column(JSON)
 
@@ -42,7 +43,8 @@ class Client(db.Model, ClientMixin):
 
     @property
     def response_types(self) -> list[str]:
-        return list(self.client_metadata.get("response_types") or ["code"])
+        """As registered; ``[]`` is "none" (a client without the code grant), absent is ``code``."""
+        return list(self.client_metadata.get("response_types", ["code"]))
 
     @property
     def scope(self) -> str:

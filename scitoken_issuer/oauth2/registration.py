@@ -1,17 +1,25 @@
-"""RFC 7591 dynamic registration and RFC 7592 client configuration, over the client registry."""
+"""RFC 7591 dynamic registration and RFC 7592 client configuration, over the client registry.
+
+Both endpoints are OAuth 2.0 protected resources (RFC 7591 §3, RFC 7592 §2): a missing or bad
+bearer token is answered as RFC 6750 §3.1 says. Who may register and change what, and every
+error with its status: docs/registration.md.
+"""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
 
+from authlib.consts import default_json_headers
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
+from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
 from flask import request as flask_request
 from joserfc.errors import InvalidClaimError
 
-from ..extensions import runtime
+from ..extensions import db, runtime
 from ..services.clients import EXTENSION_FIELDS, ClientMetadataError, new_client_id
 from ..services.secrets import new_secret
 from .server import error_description
@@ -33,12 +41,39 @@ class IssuerClientMetadataClaims(ClientMetadataClaims):
         except (TypeError, AttributeError, KeyError) as exc:
             raise InvalidClaimError("jwks") from exc
 
+    def _validate_uri(self, key, uri=None):
+        """authlib's URL parser raises on a non-string; that is invalid metadata, not a 500."""
+        value = self.get(key) if uri is None else uri
+        if value is not None and not isinstance(value, str):
+            raise InvalidClaimError(key)
+        super()._validate_uri(key, uri)
+
 
 @dataclass(frozen=True)
-class RegistrationCaller:
-    """Who is registering: ``admin`` callers presented the ``ADMIN_TOKEN``."""
+class Caller:
+    """Who calls: the administrator (``ADMIN_TOKEN``), the holder of one client's registration
+    access token (``client_id``), or nobody in particular (anonymous registration)."""
 
-    admin: bool
+    admin: bool = False
+    client_id: str | None = None
+
+    def check_client(self, client) -> bool:
+        """authlib's token hook: a registration access token is valid for its own client only."""
+        return self.admin or client.client_id == self.client_id
+
+
+class BearerTokenError(InvalidTokenError):
+    """RFC 6750 §3.1: 401 ``invalid_token`` with ``WWW-Authenticate: Bearer error=...``; when no
+    token was presented at all the challenge carries no error attribute (RFC 6750 §3.1)."""
+
+    def __init__(self, description: str, *, missing: bool = False):
+        super().__init__(error_description(description), realm=runtime().settings.issuer_address)
+        self.missing = missing
+
+    def get_headers(self):
+        if not self.missing:
+            return super().get_headers()
+        return [*default_json_headers, ("WWW-Authenticate", f'Bearer realm="{self.realm}"')]
 
 
 def bearer_token() -> str | None:
@@ -47,18 +82,15 @@ def bearer_token() -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def registration_caller() -> RegistrationCaller | None:
-    """The caller per ``REGISTRATION``: open (anyone; admin with the token), admin, closed."""
-    settings = runtime().settings
-    token = bearer_token()
-    admin = bool(token and settings.admin_token and hmac.compare_digest(token, settings.admin_token))
-    if token and not admin:
-        return None
-    if settings.registration == "closed":
-        return None
-    if settings.registration == "admin" and not admin:
-        return None
-    return RegistrationCaller(admin=admin)
+def _is_admin(token: str) -> bool:
+    admin_token = runtime().settings.admin_token
+    return bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
+
+
+def _require_json_object() -> None:
+    """RFC 7591 §3.2.2 / RFC 7592 §2.2: the body must be a JSON object."""
+    if not isinstance(flask_request.get_json(silent=True), dict):
+        raise InvalidClientMetadataError("the request body must be a JSON object")
 
 
 def _as_oauth_error(exc: ClientMetadataError):
@@ -68,11 +100,40 @@ def _as_oauth_error(exc: ClientMetadataError):
 
 
 class RegistrationEndpoint(ClientRegistrationEndpoint):
+    """RFC 7591 registration, open to the callers ``REGISTRATION`` allows."""
+
     def __init__(self, server=None):
         super().__init__(server, claims_classes=[IssuerClientMetadataClaims])
 
-    def authenticate_token(self, request):
-        return registration_caller()
+    def authenticate_token(self, request) -> Caller:
+        """``open``: anyone (the admin token for privileged clients); ``admin``: the admin token;
+        ``closed``: nobody (the CLI only). Any other bearer token is refused, never ignored."""
+        token = bearer_token()
+        mode = runtime().settings.registration
+        if token is not None and not _is_admin(token):
+            raise BearerTokenError("the bearer token is not valid here: send the administrator's token or none")
+        if mode == "closed":
+            raise AccessDeniedError("dynamic registration is closed on this issuer; ask its administrator",
+                                    status_code=403)
+        if token is None and mode == "admin":
+            raise BearerTokenError("registration on this issuer needs the administrator's token", missing=True)
+        return Caller(admin=token is not None)
+
+    def create_registration_response(self, request):
+        """authlib's flow, answered with the metadata as registered — normalised, defaults filled —
+        rather than the request echoed back (RFC 7591 §3.2.1)."""
+        request.credential = self.authenticate_token(request)
+        client_metadata = self.extract_client_metadata(request)
+        self.save_client(self.generate_client_info(request), client_metadata, request)
+        registration = request.registration
+        body = runtime().clients.information(
+            registration.client, client_secret=registration.client_secret,
+            registration_access_token=registration.registration_access_token)
+        return 201, body, default_json_headers
+
+    def extract_client_metadata(self, request):
+        _require_json_object()
+        return super().extract_client_metadata(request)
 
     def get_server_metadata(self):
         """Nothing for authlib's generic checks: :func:`validate_metadata` checks every field
@@ -92,68 +153,93 @@ class RegistrationEndpoint(ClientRegistrationEndpoint):
         return info
 
     def save_client(self, client_info, client_metadata, request):
+        admin = request.credential.admin
         try:
             registration = runtime().clients.register(
-                client_metadata, admin=request.credential.admin,
-                source="admin" if request.credential.admin else "dynamic",
+                client_metadata, admin=admin, source="admin" if admin else "dynamic",
                 client_id=client_info["client_id"], client_secret=client_info.get("client_secret"))
         except ClientMetadataError as exc:
             raise _as_oauth_error(exc) from None
         request.registration = registration
-        client_metadata.clear()
-        client_metadata.update(registration.client.client_metadata)
         return registration.client
-
-    def generate_client_registration_info(self, client, request):
-        return {"registration_client_uri": runtime().clients.registration_uri(client),
-                "registration_access_token": request.registration.registration_access_token}
-
-
-@dataclass(frozen=True)
-class RegistrationAccessToken:
-    client_id: str
-
-    def check_client(self, client) -> bool:
-        return client.client_id == self.client_id
 
 
 class ConfigurationEndpoint(ClientConfigurationEndpoint):
-    """Read, update and delete a client with its registration access token (RFC 7592)."""
+    """Read, update and delete a client (RFC 7592) with its registration access token, or with
+    the administrator's token (``ADMIN_TOKEN``), which may manage every non-static client."""
+
+    #: RFC 7592 §2.2: an update request must not carry these (they are the server's to set)
+    SERVER_FIELDS = ("registration_access_token", "registration_client_uri",
+                     "client_secret_expires_at", "client_id_issued_at")
 
     def __init__(self, server=None):
         super().__init__(server, claims_classes=[IssuerClientMetadataClaims])
 
-    def authenticate_token(self, request):
+    def authenticate_token(self, request) -> Caller:
         token = bearer_token()
-        client = runtime().clients.by_registration_token(token) if token else None
-        return RegistrationAccessToken(client.client_id) if client else None
+        if token is None:
+            raise BearerTokenError("a registration access token is required", missing=True)
+        if _is_admin(token):
+            return Caller(admin=True)
+        client = runtime().clients.by_registration_token(token)
+        if client is None:
+            raise BearerTokenError("the registration access token is not valid: unknown, revoked, "
+                                   "or its client was deleted")
+        return Caller(client_id=client.client_id)
 
     def authenticate_client(self, request):
-        return runtime().clients.get(flask_request.view_args.get("client_id"))
+        """The client named in the URI. RFC 7592 §2.1-2.3: a client that does not exist is a 401
+        and the token used is revoked; a token of another client is not valid for this one."""
+        client = runtime().clients.get(flask_request.view_args.get("client_id"))
+        if client is None:
+            self.revoke_access_token(request, request.credential)
+            raise BearerTokenError("no such client on this server; the registration access token used is revoked")
+        if not request.credential.check_client(client):
+            raise BearerTokenError("the registration access token is not valid for this client")
+        return client
 
-    def revoke_access_token(self, request, token):
-        """Nothing to revoke: tokens are found through their client, so a deleted client's
-        registration access token already matches nothing."""
+    def revoke_access_token(self, request, token: Caller) -> None:
+        """Revoke the registration access token of ``token``'s client (the admin token stays).
+        Committed here, because the 401 that follows rolls the request's work back."""
+        client = None if token.admin else runtime().clients.get(token.client_id)
+        if client is not None:
+            runtime().clients.revoke_registration_token(client)
+            db.session.commit()
 
-    def check_permission(self, client, request):
-        return client.source == "dynamic" or client.source == "admin"
+    def check_permission(self, client, request) -> bool:
+        """A static client (``STATIC_CLIENTS``) may be read but not changed over HTTP: 403."""
+        return client.source != "static" or request.method == "GET"
+
+    def create_update_client_response(self, client, request):
+        _require_json_object()
+        data = request.payload.data
+        for name in self.SERVER_FIELDS:
+            if name in data:
+                raise InvalidRequestError(f"{name} is set by the server and must not be sent (RFC 7592 section 2.2)")
+        if data.get("client_id") != client.client_id:
+            raise InvalidRequestError("client_id must be sent and be this client's (RFC 7592 section 2.2)")
+        if "client_secret" in data and not client.check_client_secret(data["client_secret"]):
+            raise InvalidRequestError("client_secret, when sent, must be the current one; "
+                                      "a client cannot choose its secret (RFC 7592 section 2.2)")
+        return super().create_update_client_response(client, request)
 
     def delete_client(self, client, request):
         runtime().clients.delete(client)
 
     def update_client(self, client, client_metadata, request):
         try:
-            return runtime().clients.update(client, client_metadata, admin=False)
+            return runtime().clients.update(client, client_metadata, admin=request.credential.admin,
+                                            open_registration=runtime().settings.registration == "open")
         except ClientMetadataError as exc:
             raise _as_oauth_error(exc) from None
 
     def introspect_client(self, client):
-        return {**client.client_info, **client.client_metadata}
+        return runtime().clients.information(client)
 
     def generate_client_registration_info(self, client, request):
-        return {"registration_client_uri": runtime().clients.registration_uri(client),
-                "registration_access_token": bearer_token()}
+        """RFC 7592 §3: the client's own token back; the administrator's token is not the client's
+        and is never echoed (the administrator gets the response without one)."""
+        return {} if request.credential.admin else {"registration_access_token": bearer_token()}
 
     def get_server_metadata(self):
         return {}
-

@@ -1,17 +1,16 @@
 """Client registry: validation of client metadata, registration, update, deletion, static clients.
 
 Shared by the RFC 7591/7592 endpoints, the admin CLI and start-up (``STATIC_CLIENTS``).
-Privileged grants (client credentials, token exchange) are given only by an administrator.
+Privileged grants (client credentials, token exchange) are given only by an administrator, and
+an update never gives a client more than its caller could have registered (docs/registration.md).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -19,6 +18,8 @@ from ..extensions import db
 from ..models import Client
 from ..models.clients import PRIVILEGED_GRANTS
 from .audit import audit
+from .client_fields import (ClientMetadataError, PrivilegeError, check_redirect_uri, check_text,
+                            check_uri_characters)
 from .scopes import ScopeError, parse_scopes
 from .secrets import SecretBox, new_secret
 
@@ -32,26 +33,19 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 #: Metadata of this issuer beyond RFC 7591 that a client may register.
 EXTENSION_FIELDS = ("token_profile",)
 MAX_REDIRECT_URIS = 20
-MAX_URI_LENGTH = 2000
-MAX_TEXT_LENGTH = 200
+MAX_CONTACTS = 20
+#: Free-text metadata, shown to people (the consent page shows ``client_name``).
+TEXT_FIELDS = ("client_name", "software_id", "software_version")
+#: URI metadata other than ``redirect_uris``; authlib checks their shape, we check their characters.
+URI_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri")
+#: The fields that decide what a client may obtain. On a client whose policy is the administrator's
+#: (docs/registration.md, "Updates") only the administrator may change them.
+POLICY_FIELDS = ("scope", "grant_types")
 
 
 def new_client_id() -> str:
     """128 random bits in hex: never starts with '-' (safe as a command-line argument)."""
     return uuid.uuid4().hex
-
-
-class ClientMetadataError(ValueError):
-    """Client metadata is invalid (RFC 7591 ``invalid_client_metadata`` / ``invalid_redirect_uri``)."""
-
-    def __init__(self, description: str, error: str = "invalid_client_metadata"):
-        super().__init__(description)
-        self.description = description
-        self.error = error
-
-
-class PrivilegeError(ClientMetadataError):
-    """A caller without administrator rights asked for a privileged grant."""
 
 
 @dataclass
@@ -61,44 +55,18 @@ class Registration:
     registration_access_token: str | None
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_redirect_uri(uri: object) -> str:
-    """https anywhere, http only on loopback, or a private-use scheme with a dot (RFC 8252 §7)."""
-    if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH:
-        raise ClientMetadataError("each redirect_uri must be a string of at most 2000 characters",
-                                  "invalid_redirect_uri")
-    parts = urlsplit(uri)
-    if parts.fragment or "#" in uri:
-        raise ClientMetadataError(f"redirect_uri must not have a fragment: {uri}", "invalid_redirect_uri")
-    if parts.scheme == "https" and parts.hostname:
-        return uri
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
-        return uri
-    if parts.scheme not in ("http", "https", "") and "." in parts.scheme:
-        return uri
-    raise ClientMetadataError(f"redirect_uri must be https, http on a loopback address, or a "
-                              f"private-use scheme: {uri}", "invalid_redirect_uri")
-
-
-def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = None,
+def validate_metadata(metadata: dict, *, admin: bool,
                       supported_grants: frozenset[str] = SUPPORTED_GRANTS) -> dict:
-    """Check and normalise client metadata; raise :class:`ClientMetadataError` naming the problem."""
+    """Check and normalise client metadata as a registration by this caller; raise
+    :class:`ClientMetadataError` naming the problem. Defaults are filled in and duplicates dropped,
+    so the result is the metadata as registered (RFC 7591 §3.2.1)."""
     data = dict(metadata)
     grants = data.get("grant_types") or ["authorization_code"]
     if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
         raise ClientMetadataError("grant_types must be a list of strings")
     privileged = PRIVILEGED_GRANTS & set(grants)
-    already = PRIVILEGED_GRANTS & set(current.grant_types) if current else set()
-    if privileged - already and not admin:
-        raise PrivilegeError(f"grant_type {sorted(privileged - already)[0]} may only be given by an administrator")
+    if privileged and not admin:
+        raise PrivilegeError(f"grant_type {sorted(privileged)[0]} may only be given by an administrator")
     unknown = [g for g in grants if g not in supported_grants]
     if unknown:
         raise ClientMetadataError(f"unsupported grant_type: {unknown[0]}")
@@ -109,7 +77,7 @@ def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = N
         raise ClientMetadataError("response_types may only contain 'code'")
     if responses and "authorization_code" not in grants:
         raise ClientMetadataError("response_type 'code' needs grant_type authorization_code")
-    data["response_types"] = responses
+    data["response_types"] = list(dict.fromkeys(responses))
 
     method = data.get("token_endpoint_auth_method") or "client_secret_basic"
     if method not in AUTH_METHODS:
@@ -123,7 +91,7 @@ def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = N
     if not isinstance(uris, list) or len(uris) > MAX_REDIRECT_URIS:
         raise ClientMetadataError(f"redirect_uris must be a list of at most {MAX_REDIRECT_URIS} URIs",
                                   "invalid_redirect_uri")
-    data["redirect_uris"] = [check_redirect_uri(uri) for uri in uris]
+    data["redirect_uris"] = list(dict.fromkeys(check_redirect_uri(uri) for uri in uris))
     if "authorization_code" in grants and not uris:
         raise ClientMetadataError("redirect_uris are required for grant_type authorization_code",
                                   "invalid_redirect_uri")
@@ -140,10 +108,18 @@ def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = N
     profile = data.get("token_profile")
     if profile is not None and profile not in ("wlcg", "scitokens"):
         raise ClientMetadataError("token_profile must be wlcg or scitokens")
-    for name in ("client_name", "software_id", "software_version"):
-        if name in data and (not isinstance(data[name], str) or len(data[name]) > MAX_TEXT_LENGTH):
-            raise ClientMetadataError(f"{name} must be a string of at most {MAX_TEXT_LENGTH} characters")
-    return {k: v for k, v in data.items() if v not in (None, "", [])}
+    for name in TEXT_FIELDS:
+        if data.get(name) is not None:
+            check_text(name, data[name])
+    for name in URI_FIELDS:
+        if data.get(name) not in (None, ""):
+            check_uri_characters(name, data[name])
+    contacts = data.get("contacts") or []
+    if not isinstance(contacts, list) or len(contacts) > MAX_CONTACTS:
+        raise ClientMetadataError(f"contacts must be a list of at most {MAX_CONTACTS} strings")
+    data["contacts"] = list(dict.fromkeys(check_text("contacts", c) for c in contacts))
+    # response_types [] says "no response type", unlike an absent one (RFC 7591 §2: "code")
+    return {k: v for k, v in data.items() if v not in (None, "", []) or k == "response_types"}
 
 
 class ClientRegistry:
@@ -192,16 +168,73 @@ class ClientRegistry:
               grant_types=data["grant_types"])
         return Registration(client, secret, token)
 
-    def update(self, client: Client, metadata: dict, *, admin: bool) -> Client:
-        data = validate_metadata(metadata, admin=admin, current=client, supported_grants=self.supported_grants)
+    def update(self, client: Client, metadata: dict, *, admin: bool, open_registration: bool = True) -> Client:
+        """Replace a client's metadata (RFC 7592 §2.2); never more than the caller could register.
+
+        An administrator may change anything, and the client's policy is then the administrator's.
+        Anyone else (the holder of the registration access token) is validated as a fresh anonymous
+        registration, except that the :data:`POLICY_FIELDS` of a client whose policy is the
+        administrator's — or of any client while registration is not open — stay as they are.
+        """
+        if client.source == "static":
+            raise ClientMetadataError(f"{client.client_id} is defined in STATIC_CLIENTS; change it there")
+        if admin:
+            data = validate_metadata(metadata, admin=True, supported_grants=self.supported_grants)
+        elif self.policy_locked(client, open_registration=open_registration):
+            # admin=True only relaxes the policy fields, which here keep the administrator's values
+            data = validate_metadata(self._keep_policy(client, metadata), admin=True,
+                                     supported_grants=self.supported_grants)
+        else:
+            data = validate_metadata(metadata, admin=False, supported_grants=self.supported_grants)
         if data["token_endpoint_auth_method"] == "none":
             client.client_secret_hash = None
         elif client.client_secret_hash is None:
             raise ClientMetadataError("a public client cannot become confidential; register a new client")
         client.client_metadata = data
+        if admin:
+            client.source = "admin"
         db.session.flush()
-        audit("register", "updated", client_id=client.client_id, scope=data.get("scope"))
+        audit("register", "updated", client_id=client.client_id, scope=data.get("scope"),
+              grant_types=data["grant_types"], by="admin" if admin else "registration_token")
         return client
+
+    @staticmethod
+    def policy_locked(client: Client, *, open_registration: bool) -> bool:
+        """Whether only an administrator may change the client's :data:`POLICY_FIELDS`."""
+        return client.source != "dynamic" or client.privileged or not open_registration
+
+    @staticmethod
+    def _keep_policy(client: Client, metadata: dict) -> dict:
+        """``metadata`` with the client's own policy fields; an omitted or empty one is kept
+        (RFC 7592 §2.2 lets the server ignore it), a different one is refused by name."""
+        kept = dict(metadata)
+        current = {"scope": {s.raw for s in parse_scopes(client.scope)}, "grant_types": set(client.grant_types)}
+        for name in POLICY_FIELDS:
+            value = kept.get(name)
+            if value in (None, "", []):
+                kept[name] = client.client_metadata.get(name)
+                continue
+            try:
+                asked = ({s.raw for s in parse_scopes(value)} if name == "scope" else set(value))
+            except (ScopeError, TypeError):
+                asked = None
+            if asked != current[name]:
+                raise PrivilegeError(f"{name} of this client is set by an administrator; "
+                                     f"a registration access token may not change it")
+        return kept
+
+    def information(self, client: Client, *, client_secret: str | None = None,
+                    registration_access_token: str | None = None) -> dict:
+        """The client information response (RFC 7591 §3.2.1, RFC 7592 §3): the metadata as
+        registered, the client's identifiers, and what to manage it with. Secrets are stored only
+        as hashes, so ``client_secret`` appears only when it was just issued."""
+        info = {**client.client_metadata, **client.client_info,
+                "registration_client_uri": self.registration_uri(client)}
+        if client_secret:
+            info["client_secret"] = client_secret
+        if registration_access_token:
+            info["registration_access_token"] = registration_access_token
+        return info
 
     def delete(self, client: Client) -> None:
         db.session.delete(client)
@@ -214,6 +247,12 @@ class ClientRegistry:
         digest = self.box.hash(token)
         return db.session.execute(
             select(Client).where(Client.registration_token_hash == digest)).scalar_one_or_none()
+
+    def revoke_registration_token(self, client: Client) -> None:
+        """RFC 7592 §2.1: a token presented for a client that does not exist is revoked."""
+        client.registration_token_hash = None
+        db.session.flush()
+        audit("register", "token_revoked", client_id=client.client_id)
 
     def load_static(self, static_clients: list[dict]) -> None:
         """Build the operator's ``STATIC_CLIENTS`` in memory (never written to the database);
