@@ -45,10 +45,9 @@ def client_add(client_name, grant_types, redirect_uris, scope, public, auth_meth
     except ClientMetadataError as exc:
         raise click.ClickException(exc.description) from None
     db.session.commit()
-    out = _client_json(registration.client)
-    if registration.client_secret:
-        out["client_secret"] = registration.client_secret
-    out["registration_access_token"] = registration.registration_access_token
+    out = {"source": registration.client.source, **runtime().clients.information(
+        registration.client, client_secret=registration.client_secret,
+        registration_access_token=registration.registration_access_token)}
     click.echo(json.dumps(out, indent=2))
 
 
