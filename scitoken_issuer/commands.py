@@ -67,6 +67,23 @@ def client_show(client_id):
     click.echo(json.dumps(_client_json(client), indent=2))
 
 
+@client_cli.command("registration-token")
+@click.argument("client_id")
+def client_registration_token(client_id):
+    """Issue a new RFC 7592 registration access token for a client (the old one stops working)."""
+    clients = runtime().clients
+    client = clients.get(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id}")
+    try:
+        token = clients.new_registration_token(client)
+    except ClientMetadataError as exc:
+        raise click.ClickException(exc.description) from None
+    db.session.commit()
+    click.echo(json.dumps({"registration_client_uri": clients.registration_uri(client),
+                           "registration_access_token": token}, indent=2))
+
+
 @client_cli.command("delete")
 @click.argument("client_id")
 def client_delete(client_id):

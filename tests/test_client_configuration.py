@@ -189,6 +189,19 @@ def test_unknown_client_revokes_the_token(client, method):
     assert runtime().clients.get(body["client_id"]) is not None
 
 
+def test_administrator_issues_a_new_registration_token(app, client):
+    """docs/registration.md: after a revocation (or a leak) ``client registration-token`` gives the
+    client a new registration access token; the old one is 401 from then on."""
+    body = register(client)
+    assert client.get(f"{REG}/no-such-client", headers=bearer(body["registration_access_token"])).status_code == 401
+    result = app.test_cli_runner().invoke(args=["client", "registration-token", body["client_id"]])
+    assert result.exit_code == 0, result.output
+    fresh = json.loads(result.output)
+    assert fresh["registration_client_uri"] == body["registration_client_uri"]
+    assert client.get(uri_of(body), headers=bearer(fresh["registration_access_token"])).status_code == 200
+    assert_invalid_token(client.get(uri_of(body), headers=bearer(body["registration_access_token"])))
+
+
 @pytest.mark.parametrize("app_config", [{"STATIC_CLIENTS": json.dumps(STATIC)}])
 def test_static_client_is_read_only_over_http(client, app_config):
     """RFC 7592 §2.2/§2.3: a client not allowed to update or delete its record gets 403; the

@@ -196,6 +196,7 @@ def test_invalid_metadata_is_refused(client, body, error):
     (b"[1, 2, 3]", "application/json"),
     (b"\"string\"", "application/json"),
     (b"client_name=x", "application/x-www-form-urlencoded"),
+    (b'{"client_name": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json"),
 ])
 def test_malformed_body(client, data, content_type):
     response = client.post(REG, data=data, content_type=content_type)

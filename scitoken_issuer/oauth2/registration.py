@@ -88,8 +88,13 @@ def _is_admin(token: str) -> bool:
 
 
 def _require_json_object() -> None:
-    """RFC 7591 §3.2.2 / RFC 7592 §2.2: the body must be a JSON object."""
-    if not isinstance(flask_request.get_json(silent=True), dict):
+    """RFC 7591 §3.2.2 / RFC 7592 §2.2: the body must be a JSON object (and not nested so deep
+    that the JSON parser gives up with a RecursionError)."""
+    try:
+        body = flask_request.get_json(silent=True)
+    except RecursionError:
+        raise InvalidClientMetadataError("the request body is nested too deeply") from None
+    if not isinstance(body, dict):
         raise InvalidClientMetadataError("the request body must be a JSON object")
 
 

@@ -55,11 +55,12 @@ class Registration:
     registration_access_token: str | None
 
 
-def validate_metadata(metadata: dict, *, admin: bool,
+def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = None,
                       supported_grants: frozenset[str] = SUPPORTED_GRANTS) -> dict:
     """Check and normalise client metadata as a registration by this caller; raise
     :class:`ClientMetadataError` naming the problem. Defaults are filled in and duplicates dropped,
-    so the result is the metadata as registered (RFC 7591 §3.2.1)."""
+    so the result is the metadata as registered (RFC 7591 §3.2.1). Nothing is inherited from a
+    ``current`` client: :meth:`ClientRegistry.update` validates an update as a fresh registration."""
     data = dict(metadata)
     grants = data.get("grant_types") or ["authorization_code"]
     if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
@@ -247,6 +248,16 @@ class ClientRegistry:
         digest = self.box.hash(token)
         return db.session.execute(
             select(Client).where(Client.registration_token_hash == digest)).scalar_one_or_none()
+
+    def new_registration_token(self, client: Client) -> str:
+        """Issue a fresh registration access token (the old one stops working); for the CLI."""
+        if client.source == "static":
+            raise ClientMetadataError(f"{client.client_id} is defined in STATIC_CLIENTS and has no registration token")
+        token = new_secret()
+        client.registration_token_hash = self.box.hash(token)
+        db.session.flush()
+        audit("register", "token_issued", client_id=client.client_id)
+        return token
 
     def revoke_registration_token(self, client: Client) -> None:
         """RFC 7592 §2.1: a token presented for a client that does not exist is revoked."""
