@@ -213,6 +213,8 @@ def test_static_client_is_read_only_over_http(client, app_config):
     for method in ("PUT", "DELETE"):
         response = call(client, method, uri, bearer(ADMIN_TOKEN))
         assert response.status_code == 403
+        assert response.get_json()["error"] == "unauthorized_client"
+        assert "STATIC_CLIENTS" in response.get_json()["error_description"]
     assert runtime().clients.get("static-svc").scope == "storage.read:/data"
 
 

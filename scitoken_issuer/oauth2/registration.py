@@ -11,7 +11,7 @@ import hmac
 from dataclasses import dataclass
 
 from authlib.consts import default_json_headers
-from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError, UnauthorizedClientError
 from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
@@ -212,8 +212,12 @@ class ConfigurationEndpoint(ClientConfigurationEndpoint):
             db.session.commit()
 
     def check_permission(self, client, request) -> bool:
-        """A static client (``STATIC_CLIENTS``) may be read but not changed over HTTP: 403."""
-        return client.source != "static" or request.method == "GET"
+        """A static client (``STATIC_CLIENTS``) may be read but not changed over HTTP: 403
+        (RFC 7592 §2.2/§2.3, a client not allowed to update or delete its record)."""
+        if client.source == "static" and request.method != "GET":
+            raise UnauthorizedClientError(f"{client.client_id} is defined in STATIC_CLIENTS; change it there",
+                                          status_code=403)
+        return True
 
     def create_update_client_response(self, client, request):
         _require_json_object()
