@@ -209,16 +209,15 @@ class ClientRegistry:
         """``metadata`` with the client's own policy fields; an omitted or empty one is kept
         (RFC 7592 §2.2 lets the server ignore it), a different one is refused by name."""
         kept = dict(metadata)
-        current = {"scope": {s.raw for s in parse_scopes(client.scope)}, "grant_types": set(client.grant_types)}
+        current = {"scope": set(client.scope.split()), "grant_types": set(client.grant_types)}
         for name in POLICY_FIELDS:
             value = kept.get(name)
             if value in (None, "", []):
                 kept[name] = client.client_metadata.get(name)
                 continue
-            try:
-                asked = ({s.raw for s in parse_scopes(value)} if name == "scope" else set(value))
-            except (ScopeError, TypeError):
-                asked = None
+            # the same set in another order or with repeats is no change; anything else is
+            asked = (set(value.split()) if isinstance(value, str) else None) if name == "scope" else (
+                set(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else None)
             if asked != current[name]:
                 raise PrivilegeError(f"{name} of this client is set by an administrator; "
                                      f"a registration access token may not change it")
