@@ -292,6 +292,33 @@ def test_dynamic_client_may_change_what_anonymous_registration_allows(client):
     assert response.get_json()["grant_types"] == ["authorization_code"]
 
 
+@pytest.mark.parametrize("changes", [
+    {"scope": "openid storage.read:/ storage.modify:/data"},
+    {"scope": "compute.create compute.modify"},
+    {"scope": "condor:/ADMINISTRATOR condor:/WRITE"},
+    {"scope": "execute:/bin queue:/"},
+    {"scope": "read:/data write:/data"},
+    {"scope": "wlcg.groups openid offline_access"},
+    {"grant_types": ["client_credentials"], "redirect_uris": None},
+    {"grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"], "redirect_uris": None},
+    {"grant_types": ["authorization_code"], "token_endpoint_auth_method": "none"},
+])
+def test_dynamic_update_accepts_exactly_what_anonymous_registration_accepts(client, changes):
+    """docs/registration.md: a dynamic client's update is checked as a fresh anonymous
+    registration — whatever that refuses (privileged grants, administrator-only scopes of
+    docs/scopes.md) the update refuses with the same error, and what it accepts the update stores."""
+    metadata = {**CLI_CLIENT, **changes}
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    fresh = client.post(REG, json=metadata)
+    update = put(client, register(client), **changes)
+    assert update.status_code == (200 if fresh.status_code == 201 else fresh.status_code), update.get_json()
+    if fresh.status_code == 201:
+        assert update.get_json()["scope"] == fresh.get_json()["scope"]
+        assert update.get_json()["grant_types"] == fresh.get_json()["grant_types"]
+    else:
+        assert update.get_json()["error"] == fresh.get_json()["error"]
+
+
 def test_admin_granted_privilege_is_not_kept_by_the_token_holder(client):
     """Before: a client holding a privileged grant passed an update that kept it, whatever else it
     asked. Now a dynamic client that the administrator gave client_credentials (RFC 7592 with
