@@ -100,25 +100,35 @@ def client_delete(client_id):
 
 @keys_cli.command("list")
 def keys_list():
-    """The published keys and what each does now."""
-    view = runtime().keys.view(fresh=True)
-    rows = [("next", k) for k in view.upcoming] + ([("current", view.current)] if view.current else []) + \
-        [("retired", k) for k in view.retired]
-    for state, key in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(key.activates_at))
-        click.echo(f"{state:8} {key.kid} {key.alg} generation={key.generation} signs-from={when}")
+    """The published keys of every chain and what each does now."""
+    keys = runtime().keys
+    for alg in keys.chains(fresh=True):
+        view = keys.view(alg, fresh=True)
+        roles = ", ".join(keys.roles(alg)) or "no longer used"
+        rows = [("next", k) for k in view.upcoming] + ([("current", view.current)] if view.current else []) + \
+            [("retired", k) for k in view.retired]
+        for state, key in rows:
+            when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(key.activates_at))
+            click.echo(f"{state:8} {key.kid} {key.alg} generation={key.generation} signs-from={when} ({roles})")
 
 
 @keys_cli.command("rotate")
 @click.option("--immediately", is_flag=True, help="sign with the new key at once (compromised key)")
-def keys_rotate(immediately):
-    """Publish a new signing key; it signs after KEY_PUBLISH_HOURS (or at once)."""
+@click.option("--alg", type=click.Choice(["RS256", "ES256"]),
+              help="rotate only this chain (default: every chain in use: access tokens and ID tokens)")
+def keys_rotate(immediately, alg):
+    """Publish a new signing key in each chain; it signs after KEY_PUBLISH_HOURS (or at once)."""
+    keys = runtime().keys
+    if alg and alg not in keys.algs:
+        raise click.ClickException(f"no {alg} chain is in use (KEY_TYPE={keys.alg}; ID tokens use RS256)")
     try:
-        key = runtime().keys.rotate(immediately=immediately)
+        created = keys.rotate(immediately=immediately, alg=alg)
     except RuntimeError as exc:  # another process rotated at the same moment
         raise click.ClickException(str(exc)) from None
     db.session.commit()
-    click.echo(f"created {key.kid} ({key.alg}), signs from {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(key.activates_at))}")
+    for key in created:
+        when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(key.activates_at))
+        click.echo(f"created {key.kid} ({key.alg}, {', '.join(keys.roles(key.alg))}), signs from {when}")
 
 
 @click.command("settings")

@@ -82,12 +82,20 @@ def test_token_of_another_client_reads_inactive(client, make_client):
     assert introspect(client, owner, owner_secret, token).get_json()["active"] is True
 
 
-def test_public_client_sees_other_tokens_inactive(client, make_client):
-    """RFC 7662 §4: a public client (client_id only) learns nothing about a confidential client's token."""
+def test_public_client_may_not_introspect(client, make_client):
+    """RFC 7662 §2.1: introspection requires client authentication, which a public client (client_id
+    only) cannot give: 401 ``invalid_client``, even for its own token; discovery lists no ``none``."""
     owner, owner_secret = make_client()
     public, _ = make_client(grant_types=["refresh_token"], token_endpoint_auth_method="none")
-    token = issue(client, owner, owner_secret)
-    assert_inactive(client.post(INTROSPECT, data={"token": token, "client_id": public.client_id}))
+    own = runtime().tokens.mint(TokenRequest(subject="alice", client_id=public.client_id, scopes=["openid"],
+                                             grant_type="authorization_code")).token
+    db.session.commit()
+    for token in (issue(client, owner, owner_secret), own):
+        response = client.post(INTROSPECT, data={"token": token, "client_id": public.client_id})
+        assert response.status_code == 401
+        assert response.get_json()["error"] == "invalid_client" and "active" not in response.get_json()
+    methods = client.get("/.well-known/openid-configuration").get_json()["introspection_endpoint_auth_methods_supported"]
+    assert "none" not in methods and "client_secret_basic" in methods
 
 
 def test_expired_token_is_inactive(client, pair):

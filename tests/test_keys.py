@@ -81,7 +81,7 @@ def test_token_signed_by_previous_key_still_verifies_after_rotation(app, clock):
     keys = runtime().keys
     keys.signing_key()
     old_token = mint()
-    new_key = keys.rotate()
+    [new_key] = keys.rotate()
     clock.now = new_key.activates_at + 1
     new_token = mint()
     assert pyjwt.get_unverified_header(new_token)["kid"] == new_key.kid
@@ -95,7 +95,7 @@ def test_token_signed_by_previous_key_still_verifies_after_rotation(app, clock):
 def test_retired_key_is_dropped_after_its_tokens_expired(app, clock):
     keys = runtime().keys
     old = keys.signing_key()
-    new = keys.rotate(immediately=True)
+    [new] = keys.rotate(immediately=True)
     assert {k["kid"] for k in jwks()} == {old.kid, new.kid}
     clock.now += keys.retire_seconds + 1
     assert {k["kid"] for k in jwks()} == {new.kid}
@@ -109,7 +109,7 @@ def test_es256_keys(tmp_path):
     with app.app_context():
         token = mint()
         assert pyjwt.get_unverified_header(token)["alg"] == "ES256"
-        assert jwks()[0]["crv"] == "P-256"
+        assert jwks()[0]["crv"] == "P-256" and jwks()[0]["alg"] == "ES256"
         assert verify_with_published(token)["sub"] == "svc"
 
 
@@ -133,3 +133,77 @@ def test_two_processes_creating_the_first_key_agree(tmp_path):
     assert len(kids) == 2 and kids[0] == kids[1]
     with apps[0].app_context():
         assert db.session.execute(select(SigningKey)).scalars().all().__len__() == 1
+
+
+def test_es256_issuer_keeps_an_rs256_chain_for_id_tokens(tmp_path):
+    """OIDC Core §15.1: with KEY_TYPE=ES256 an RS256 key signs ID tokens; both chains are published
+    with ``kid``/``alg``/``use`` and both rotate, the next key published before it signs."""
+    app = make_app(tmp_path, KEY_TYPE="ES256")
+    with app.app_context():
+        keys = runtime().keys
+        clock = keys.clock = runtime().tokens.keys.clock = Clock(time.time())
+        access, id_key = keys.signing_key(), keys.id_token_key()
+        assert (access.alg, id_key.alg) == ("ES256", "RS256")
+        published = {k["kid"]: k for k in jwks()}
+        assert set(published) == {access.kid, id_key.kid}
+        assert all(k["use"] == "sig" for k in published.values())
+        assert published[id_key.kid]["alg"] == "RS256" and published[id_key.kid]["kty"] == "RSA"
+        # rotation becomes due in both chains at once: each publishes its next key first
+        clock.now += keys.rotation_seconds - keys.publish_seconds + 1
+        assert (keys.signing_key().kid, keys.id_token_key().kid) == (access.kid, id_key.kid)
+        upcoming = {alg: keys.view(alg).upcoming for alg in ("ES256", "RS256")}
+        assert [len(v) for v in upcoming.values()] == [1, 1]
+        assert {k.kid for v in upcoming.values() for k in v} <= {k["kid"] for k in jwks()}
+        clock.now = max(v[0].activates_at for v in upcoming.values())
+        assert keys.signing_key().kid == upcoming["ES256"][0].kid
+        assert keys.id_token_key().kid == upcoming["RS256"][0].kid
+        # an operator rotation touches every chain, or the one asked for
+        assert sorted(k.alg for k in keys.rotate()) == ["ES256", "RS256"]
+        assert [k.alg for k in keys.rotate(alg="RS256")] == ["RS256"]
+        db.session.commit()
+
+
+def test_chain_no_longer_in_use_is_retired_then_purged(tmp_path):
+    """Switching KEY_TYPE: the old chain's last key stays published while its tokens may be valid
+    (it signed at most until its rotation was due), then is purged."""
+    database = f"sqlite:///{tmp_path}/switch.db"
+    first = make_app(tmp_path, DATABASE_URL=database, KEY_TYPE="ES256")
+    with first.app_context():
+        old = runtime().keys.signing_key()
+        db.session.commit()
+        db.session.remove()
+    second = make_app(tmp_path, DATABASE_URL=database, KEY_TYPE="RS256")
+    with second.app_context():
+        keys = runtime().keys
+        clock = keys.clock = Clock(time.time())
+        assert keys.signing_key().alg == "RS256"
+        assert old.kid in {k["kid"] for k in jwks()} and keys.view("ES256").current is None
+        clock.now = old.activates_at + keys.rotation_seconds + keys.publish_seconds + keys.retire_seconds + 1
+        keys.signing_keys()
+        assert old.kid not in {k.kid for k in keys.published(fresh=True)}
+        assert keys.purge() >= 1
+        db.session.commit()
+        assert old.kid not in db.session.execute(select(SigningKey.kid)).scalars().all()
+
+
+def test_two_processes_creating_both_chains_agree(tmp_path):
+    """Two ES256 apps on one database race to create the first keys: one key per chain results."""
+    apps = [make_app(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/shared.db", KEY_TYPE="ES256") for _ in range(2)]
+    seen, barrier = [], threading.Barrier(2)
+
+    def work(app):
+        with app.app_context():
+            barrier.wait()
+            keys = runtime().keys.signing_keys()
+            db.session.commit()
+            seen.append({alg: k.kid for alg, k in keys.items()})
+            db.session.remove()
+
+    threads = [threading.Thread(target=work, args=(a,)) for a in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 2 and seen[0] == seen[1] and set(seen[0]) == {"ES256", "RS256"}
+    with apps[0].app_context():
+        assert sorted(db.session.execute(select(SigningKey.alg)).scalars().all()) == ["ES256", "RS256"]

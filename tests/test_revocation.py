@@ -129,3 +129,19 @@ def test_revocation_audit_line(client, pair, caplog):
     assert record["sub"] == registered.client_id and record["outcome"] == "revoked"
     for line in lines:
         assert token not in line and token.split(".")[2] not in line and secret not in line
+
+
+def test_public_client_revokes_its_own_token(client, make_client):
+    """RFC 7009 §2.1: a public client identifies itself with ``client_id`` and may revoke its own
+    token (introspection, unlike revocation, needs client authentication: RFC 7662 §2.1)."""
+    from scitoken_issuer.extensions import db, runtime
+    from scitoken_issuer.services.tokens import TokenRequest
+
+    public, _ = make_client(grant_types=["refresh_token"], token_endpoint_auth_method="none")
+    minted = runtime().tokens.mint(TokenRequest(subject="alice", client_id=public.client_id, scopes=["openid"],
+                                                grant_type="authorization_code"))
+    db.session.commit()
+    response = client.post(REVOKE, data={"token": minted.token, "client_id": public.client_id})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    db.session.expire_all()
+    assert runtime().tokens.record(minted.claims["jti"]).revoked_at is not None

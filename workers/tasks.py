@@ -49,7 +49,8 @@ def rebuild_tree_index() -> dict | None:
 
 @shared_task(name="workers.tasks.rotate_keys")
 def rotate_keys() -> str | None:
-    """Publish the next signing key when rotation is due; drop keys whose tokens all expired."""
+    """Publish the next signing key of each chain (access tokens, ID tokens) when rotation is due;
+    drop keys whose tokens all expired. Returns the new kids, comma separated, or None."""
     return maintenance.rotate_keys()
 
 

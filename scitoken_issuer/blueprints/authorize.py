@@ -16,9 +16,14 @@ bp = Blueprint("authorize", __name__)
 
 
 def _oauth_error(error: OAuth2Error):
-    """Errors with a verified redirect URI go back to the client; others get a readable page."""
+    """Errors with a verified redirect URI go back to the client; others get a readable page.
+
+    The redirect passes through the same ``after_create_authorization_response`` hook as every
+    other authorization response, so it carries ``iss`` (RFC 9207 §2: error responses too)."""
     if getattr(error, "redirect_uri", None):
-        return authorization.handle_error_response(None, error)
+        response = authorization.handle_error_response(None, error)
+        authorization.execute_hook("after_create_authorization_response", response)
+        return response
     return error_response(error.status_code or 400, error.error, error.description or error.error)
 
 
@@ -26,7 +31,7 @@ def _oauth_error(error: OAuth2Error):
 @commit_on_success
 def authorize():
     try:
-        grant = authorization.get_consent_grant(end_user=None)
+        grant = authorization.get_consent_grant(end_user=signed_in())
     except OAuth2Error as error:
         return _oauth_error(error)
     login_redirect = require_login()

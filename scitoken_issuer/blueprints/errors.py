@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from authlib.integrations.flask_oauth2.errors import _HTTPException as OAuthHTTPException
 from flask import Flask, jsonify, render_template, request
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -63,9 +64,23 @@ def error_response(status: int, error: str, description: str, headers: dict | No
     return response
 
 
+def prepared_response(exc: HTTPException):
+    """The response an HTTPException already carries, answered as it is: authlib's protocol errors
+    (e.g. RFC 6750 §3.1 ``invalid_token`` with ``WWW-Authenticate``) keep their own status,
+    headers and body; only bare HTTP errors are turned into RFC 6749 §5.2 JSON here."""
+    if exc.response is not None:
+        return exc.response
+    if isinstance(exc, OAuthHTTPException):
+        return exc.get_response()
+    return None
+
+
 def init_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        prepared = prepared_response(exc)
+        if prepared is not None:
+            return prepared
         code = exc.code or 500
         error = {400: "invalid_request", 401: "invalid_client", 403: "access_denied", 404: "not_found",
                  405: "invalid_request", 413: "invalid_request", 429: "slow_down"}.get(

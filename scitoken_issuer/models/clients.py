@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db, runtime
+from ..services.redirects import redirect_uri_allowed
 
 #: Grants only an administrator may give a client (docs/registration.md).
 PRIVILEGED_GRANTS = frozenset({
@@ -87,7 +88,7 @@ class Client(db.Model, ClientMixin):
         return scope or ""
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris  # exact match, RFC 9700 §4.1.3
+        return redirect_uri_allowed(self.redirect_uris, redirect_uri)
 
     def check_client_secret(self, client_secret: str) -> bool:
         if not self.client_secret_hash or not isinstance(client_secret, str):

@@ -12,7 +12,7 @@ from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
-from .oidc import DeviceIDToken, OpenIDCode
+from .oidc import DeviceIDToken, NoRequestObjects, OpenIDCode
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
 from .server import authorization
 
@@ -33,7 +33,8 @@ class Issuer(IssuerParameter):
 
 
 def register_protocol() -> None:
-    authorization.register_grant(AuthorizationCodeGrant, [StrictCodeChallenge(required=True), OpenIDCode()])
+    authorization.register_grant(AuthorizationCodeGrant,
+                                 [StrictCodeChallenge(required=True), OpenIDCode(), NoRequestObjects()])
     authorization.register_grant(RefreshTokenGrant)
     authorization.register_grant(DeviceCodeGrant, [DeviceIDToken()])
     authorization.register_endpoint(DeviceAuthorizationEndpoint)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from ..extensions import runtime
+from ..services.keys import ID_TOKEN_ALG
 from .server import authorization
 
 SCOPES_SUPPORTED = [
@@ -13,6 +14,8 @@ SCOPES_SUPPORTED = [
     "read:/", "write:/", "compute.read", "compute.modify", "compute.create", "compute.cancel",
 ]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+#: RFC 7662 §2.1: the introspection endpoint requires client authentication; public clients cannot.
+INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def _has(endpoint: str) -> bool:
@@ -33,7 +36,7 @@ def server_metadata() -> dict:
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": [],
         "introspection_endpoint": f"{base}/auth/introspect",
-        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
         "revocation_endpoint": f"{base}/auth/revoke",
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
     }
@@ -46,12 +49,16 @@ def server_metadata() -> dict:
             "response_modes_supported": ["query"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
         })
     if _has("oauth.userinfo.userinfo"):
         meta.update({
             "userinfo_endpoint": f"{base}/auth/userinfo",
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [settings.key_type],
+            "id_token_signing_alg_values_supported": [ID_TOKEN_ALG],  # OIDC Core §15.1
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "jti", "at_hash",
+                                 "preferred_username", "name", "email", "wlcg.groups", "wlcg.ver"],
         })
     if _has("oauth.device.device_authorization"):
         meta["device_authorization_endpoint"] = f"{base}/auth/device/code"

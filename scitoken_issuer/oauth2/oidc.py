@@ -1,42 +1,65 @@
-"""OpenID Connect ID tokens (Core §2), signed with the issuer's current key.
+"""OpenID Connect ID tokens (Core §2) and the authorization-request rules of Core §3.1.2 / §6.
 
-The same claims come with the authorization code grant (``OpenIDCode``, which also refuses a
-replayed nonce) and with the device code grant (``DeviceIDToken``) when ``openid`` is granted.
+ID tokens are always signed RS256 with the ID-token key chain (Core §15.1), whatever
+``KEY_TYPE`` signs access tokens; they carry ``jti`` and, for WLCG-profile clients,
+``wlcg.ver``. The same claims come with the authorization code grant (``OpenIDCode``, which
+also refuses a replayed nonce) and with the device code grant (``DeviceIDToken``) when
+``openid`` is granted. See docs/conformance.md.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 
+from authlib.oauth2.rfc9101.errors import RequestNotSupportedError, RequestUriNotSupportedError
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
+from authlib.oidc.core.errors import ConsentRequiredError
 from authlib.oidc.core.grants.code import OpenIDToken
+from authlib.oidc.core.grants.util import is_openid_scope
+from flask import g
 
 from ..extensions import db, runtime
 from ..models import AuthorizationCode
 from ..services.authorization import UserAuthorization
-from .tokens import user_info_claims
+from ..services.tokens import WLCG
+from ..services.users import directory_claims
+from .tokens import client_profile, user_info_claims
+
+
+def _id_token_key():
+    """The ID-token key for this request: read once, so header, algorithm and key always match."""
+    key = g.get("id_token_key")
+    if key is None:
+        key = g.id_token_key = runtime().keys.id_token_key()
+    return key
 
 
 class IssuerIDToken:
     """How this issuer signs ID tokens; ``sub`` is the POSIX user name."""
 
     def resolve_client_private_key(self, client):
-        return runtime().keys.signing_key().private
+        return _id_token_key().private
 
     def get_client_algorithm(self, client) -> str:
-        return runtime().keys.signing_key().alg
+        return _id_token_key().alg
 
     def get_encode_header(self, client) -> dict:
-        key = runtime().keys.signing_key()
+        key = _id_token_key()
         return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
 
     def get_client_claims(self, client) -> dict:
         now = int(time.time())
-        return {"iss": runtime().settings.issuer_address, "aud": [client.client_id], "iat": now,
-                "exp": now + runtime().settings.access_token_lifetime}
+        claims = {"iss": runtime().settings.issuer_address, "aud": [client.client_id], "iat": now,
+                  "exp": now + runtime().settings.access_token_lifetime, "jti": str(uuid.uuid4())}
+        if client_profile(client) == WLCG:
+            claims["wlcg.ver"] = "1.0"
+        return claims
 
     def generate_user_info(self, user: UserAuthorization, scope: str) -> dict:
-        claims = user_info_claims(user, scope)
+        """Claims for ``scope``; the sign-in's own claims (the IdP's) win over the user directory's."""
+        known = {**directory_claims(runtime().groups.source, user.subject), **user.claims}
+        claims = user_info_claims(UserAuthorization(user.subject, claims=known, grant=user.grant), scope)
         if user.auth_time:
             claims["auth_time"] = user.auth_time
         return claims
@@ -46,6 +69,35 @@ class OpenIDCode(IssuerIDToken, _OpenIDCode):
     def exists_nonce(self, nonce: str, request) -> bool:
         return db.session.query(AuthorizationCode.code_hash).filter_by(
             client_id=request.payload.client_id, nonce=nonce).first() is not None
+
+    def __call__(self, grant):
+        super().__call__(grant)
+        if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook("after_validate_consent_request", no_interaction_with_user)
+
+
+def no_interaction_with_user(grant, redirect_uri, redirect_fragment=False) -> None:
+    """OIDC Core §3.1.2.6: ``prompt=none`` from a signed-in user is ``consent_required``, since
+    this issuer always asks for consent (authlib answers ``login_required`` when nobody is)."""
+    if (grant.request.payload.data.get("prompt") or "").split() == ["none"] and grant.request.user:
+        raise ConsentRequiredError(redirect_uri=redirect_uri)
+
+
+class NoRequestObjects:
+    """Request objects are not supported (Discovery: ``request_parameter_supported`` and
+    ``request_uri_parameter_supported`` are false): ``request`` and ``request_uri`` are refused
+    with their own errors (OIDC Core §6.1–§6.2, RFC 9101 §10.1) instead of being ignored."""
+
+    def __call__(self, grant) -> None:
+        grant.register_hook("after_validate_authorization_request_payload", self.refuse)
+
+    @staticmethod
+    def refuse(grant, *_args) -> None:
+        data = grant.request.payload.data
+        if "request_uri" in data:
+            raise RequestUriNotSupportedError()
+        if "request" in data:
+            raise RequestNotSupportedError()
 
 
 class DeviceIDToken(IssuerIDToken, OpenIDToken):

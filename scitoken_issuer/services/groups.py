@@ -90,8 +90,8 @@ class NssGroupSource:
 class StaticGroupSource:
     """Development users from a JSON file (the embedded default's local login, SPEC §2).
 
-    The file is a JSON list of ``{"name", "password_hash", "uid", "gid", "groups": [{"name",
-    "gid"}, …]}``; ``password_hash`` is a ``werkzeug.security.generate_password_hash`` string. See
+    The file is a JSON list of ``{"name", "password_hash", "uid", "gid", "email", "groups": [{"name",
+    "gid"}, …]}`` (``email`` optional); ``password_hash`` is a ``werkzeug.security.generate_password_hash`` string. See
     ``config/dev-users.json`` and its README. The file is read once, at construction.
     """
 
@@ -99,6 +99,7 @@ class StaticGroupSource:
         self.path = Path(path)
         self._users: dict[str, PosixUser] = {}
         self._hashes: dict[str, str] = {}
+        self._emails: dict[str, str] = {}
         try:
             records = json.loads(self.path.read_text())
             if not isinstance(records, list):
@@ -116,12 +117,21 @@ class StaticGroupSource:
         uid, gid = int(record["uid"]), int(record["gid"])
         self._users[name] = PosixUser(name, uid, gid, frozenset(groups) | {gid}, groups)
         self._hashes[name] = str(record["password_hash"])
+        if record.get("email") is not None:
+            if not isinstance(record["email"], str) or "@" not in record["email"]:
+                raise ValueError(f"bad email for user {name!r}")
+            self._emails[name] = record["email"]
 
     def lookup(self, username: str) -> PosixUser | None:
         return self._users.get(username)
 
     def iter_users(self) -> Iterable[PosixUser]:
         return list(self._users.values())
+
+    def profile_claims(self, username: str) -> dict:
+        """OIDC profile claims the file holds for the user (``email``)."""
+        email = self._emails.get(username)
+        return {"email": email} if email else {}
 
     def check_password(self, username: str, password: str) -> bool:
         """True if ``password`` is the user's development password."""

@@ -1,11 +1,15 @@
 """Signing keys: generation, encryption at rest, rotation and the published key set.
 
-One ordered key set lives in the database and is shared by every web and worker process. A
-key's state follows from time alone (see :class:`~scitoken_issuer.models.SigningKey`), so no
-process has to flip states and two processes can never disagree about which key signs. A key is
-inserted in a savepoint of the caller's transaction (committed with it, at the edge); the unique
-``generation`` makes a race between processes harmless: the loser's insert waits for the
-winner's commit, fails on the constraint, and the loser reads the winner's key.
+Keys live in the database, shared by every web and worker process, in one *chain* per algorithm:
+the ``KEY_TYPE`` chain signs access tokens, the RS256 chain signs ID tokens (OpenID Connect Core
+§15.1 requires RS256 support; with ``KEY_TYPE=RS256`` it is one chain doing both). Each chain
+rotates the same way and every chain's keys are published. A key's state follows from time alone
+(see :class:`~scitoken_issuer.models.SigningKey`), so no process has to flip states and two
+processes can never disagree about which key signs. A key is inserted in a savepoint of the
+caller's transaction (committed with it, at the edge); the unique ``generation`` (one sequence
+over every chain) makes a race between processes harmless: the loser's insert waits for the
+winner's commit, fails on the constraint, and the loser reads again and creates what is still
+missing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ logger = logging.getLogger(__name__)
 CLOCK_SKEW = 300
 #: How long a process trusts its in-memory copy of the key set.
 CACHE_SECONDS = 30
+#: ID tokens are always signed with this algorithm (OpenID Connect Core §15.1, Discovery §3).
+ID_TOKEN_ALG = "RS256"
+#: Attempts to create a missing key when other processes keep winning the generation race.
+CREATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -56,13 +64,14 @@ class KeySetView:
 
 
 class KeyStore:
-    """Creates, rotates and serves signing keys for one app."""
+    """Creates, rotates and serves the signing keys of one app: one chain per algorithm in use."""
 
     def __init__(self, box: SecretBox, alg: str = "RS256", rsa_bits: int = 2048,
                  rotation_seconds: int = 90 * 86400, publish_seconds: int = 86400,
                  max_token_lifetime: int = 3600, clock: Callable[[], float] = time.time):
         self.box = box
-        self.alg = alg
+        self.alg = alg  # access tokens
+        self.id_token_alg = ID_TOKEN_ALG
         self.rsa_bits = rsa_bits
         self.rotation_seconds = rotation_seconds
         self.publish_seconds = publish_seconds
@@ -70,6 +79,16 @@ class KeyStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._cache: tuple[float, list[LoadedKey]] | None = None
+
+    @property
+    def algs(self) -> tuple[str, ...]:
+        """The chains this issuer signs with: the access-token algorithm, then the ID-token one."""
+        return tuple(dict.fromkeys((self.alg, self.id_token_alg)))
+
+    def roles(self, alg: str) -> list[str]:
+        """What the chain of ``alg`` signs, for operators (``keys list``)."""
+        return [role for role, chain in (("access tokens", self.alg), ("ID tokens", self.id_token_alg))
+                if chain == alg]
 
     # -- reading ------------------------------------------------------------------------------
     def _load(self, fresh: bool = False) -> list[LoadedKey]:
@@ -88,9 +107,15 @@ class KeyStore:
         private = (RSAKey if row.alg == "RS256" else ECKey).import_key(pem)
         return LoadedKey(row.kid, row.generation, row.alg, row.activates_at, private, dict(row.public_jwk))
 
-    def view(self, now: float | None = None, fresh: bool = False) -> KeySetView:
+    def chains(self, fresh: bool = False) -> list[str]:
+        """Every algorithm with stored keys, the ones in use first."""
+        return list(dict.fromkeys((*self.algs, *(k.alg for k in self._load(fresh)))))
+
+    def view(self, alg: str | None = None, now: float | None = None, fresh: bool = False) -> KeySetView:
+        """The chain of ``alg`` (default: the access-token one) at ``now``."""
+        alg = alg or self.alg
         now = self.clock() if now is None else now
-        keys = self._load(fresh)
+        keys = [k for k in self._load(fresh) if k.alg == alg]
         active = [k for k in keys if k.activates_at <= now]
         current = active[-1] if active else None
         upcoming = [k for k in keys if k.activates_at > now]
@@ -102,20 +127,41 @@ class KeyStore:
             if now < stopped_at + self.retire_seconds:
                 retired.append(older)
         retired.reverse()
+        if current is not None and alg not in self.algs:
+            # A chain no longer in use (KEY_TYPE changed): its last key signed at most until its
+            # rotation would have replaced it, so it is retired once those tokens have expired.
+            stopped_at = current.activates_at + self.rotation_seconds + self.publish_seconds
+            if now < stopped_at + self.retire_seconds:
+                retired.insert(0, current)
+            current = None
         return KeySetView(current, upcoming, retired)
 
-    def signing_key(self) -> LoadedKey:
-        """The key that signs now; creates the first key, or the next one when rotation is due."""
-        view = self.view()
-        if view.current is None or self._rotation_due(view):
+    def published(self, now: float | None = None, fresh: bool = False) -> list[LoadedKey]:
+        """Every key a verifier may need: each chain's next, current and still-valid retired keys."""
+        return [k for alg in self.chains(fresh) for k in self.view(alg, now, fresh).published]
+
+    def signing_keys(self) -> dict[str, LoadedKey]:
+        """The key that signs now in each chain in use; creates the first keys, or the next ones
+        when rotation is due."""
+        views = {alg: self.view(alg) for alg in self.algs}
+        if any(v.current is None or self._rotation_due(v) for v in views.values()):
             self.ensure()
-            view = self.view(fresh=True)
-        if view.current is None:  # pragma: no cover - ensure() always leaves a current key
-            raise RuntimeError("no signing key could be created")
-        return view.current
+            views = {alg: self.view(alg, fresh=True) for alg in self.algs}
+        missing = [alg for alg, v in views.items() if v.current is None]
+        if missing:  # pragma: no cover - ensure() always leaves a current key
+            raise RuntimeError(f"no {missing[0]} signing key could be created")
+        return {alg: v.current for alg, v in views.items()}
+
+    def signing_key(self, alg: str | None = None) -> LoadedKey:
+        """The key that signs now in the chain of ``alg`` (default: access tokens)."""
+        return self.signing_keys()[alg or self.alg]
+
+    def id_token_key(self) -> LoadedKey:
+        """The key that signs ID tokens now (always RS256)."""
+        return self.signing_key(self.id_token_alg)
 
     def jwks(self) -> dict:
-        return {"keys": [k.public_jwk for k in self.view().published]}
+        return {"keys": [k.public_jwk for k in self.published()]}
 
     # -- writing ------------------------------------------------------------------------------
     def _rotation_due(self, view: KeySetView) -> bool:
@@ -123,36 +169,49 @@ class KeyStore:
             return False
         return self.clock() >= view.current.activates_at + self.rotation_seconds - self.publish_seconds
 
-    def ensure(self) -> LoadedKey | None:
-        """Create the first key, or publish the next one when rotation is due. Idempotent."""
-        view = self.view(fresh=True)
-        now = int(self.clock())
-        if view.current is None and not view.upcoming:
-            return self._create(1, activates_at=now)
-        if self._rotation_due(view):
-            activates = max(now + self.publish_seconds, view.current.activates_at + self.rotation_seconds)
-            return self._create(view.current.generation + 1, activates_at=activates)
-        return None
-
-    def rotate(self, immediately: bool = False) -> LoadedKey:
-        """Publish a new key now. It signs after the publish period, or at once if ``immediately``
-        (for a compromised key: verifiers that cached the old key set will refetch on the new kid)."""
-        keys = self._load(fresh=True)
-        now = int(self.clock())
-        generation = keys[-1].generation + 1 if keys else 1
-        created = self._create(generation, activates_at=now if immediately else now + self.publish_seconds)
-        if created is None:
-            raise RuntimeError("another process rotated the key at the same moment; try again")
+    def ensure(self) -> list[LoadedKey]:
+        """In each chain in use, create the first key or publish the next one when rotation is
+        due. Idempotent; returns the keys it created."""
+        created = []
+        for alg in self.algs:
+            for _attempt in range(CREATE_ATTEMPTS):
+                view = self.view(alg, fresh=True)
+                now = int(self.clock())
+                if view.current is None and not view.upcoming:
+                    activates = now
+                elif self._rotation_due(view):
+                    activates = max(now + self.publish_seconds, view.current.activates_at + self.rotation_seconds)
+                else:
+                    break
+                key = self._create(alg, activates_at=activates)
+                if key is not None:
+                    created.append(key)
+                    break
         return created
 
-    def _create(self, generation: int, activates_at: int) -> LoadedKey | None:
-        if self.alg == "ES256":
+    def rotate(self, immediately: bool = False, alg: str | None = None) -> list[LoadedKey]:
+        """Publish a new key now in the chain of ``alg`` (default: every chain in use). It signs
+        after the publish period, or at once if ``immediately`` (for a compromised key: verifiers
+        that cached the old key set will refetch on the new kid)."""
+        now = int(self.clock())
+        created = []
+        for chain in (alg,) if alg else self.algs:
+            key = self._create(chain, activates_at=now if immediately else now + self.publish_seconds)
+            if key is None:
+                raise RuntimeError("another process rotated the key at the same moment; try again")
+            created.append(key)
+        return created
+
+    def _create(self, alg: str, activates_at: int) -> LoadedKey | None:
+        keys = self._load(fresh=True)
+        generation = keys[-1].generation + 1 if keys else 1
+        if alg == "ES256":
             private = ECKey.generate_key("P-256", private=True)
         else:
             private = RSAKey.generate_key(self.rsa_bits, private=True)
         kid = private.thumbprint()  # RFC 7638
-        public_jwk = {**private.as_dict(private=False), "kid": kid, "alg": self.alg, "use": "sig"}
-        row = {"kid": kid, "generation": generation, "alg": self.alg,
+        public_jwk = {**private.as_dict(private=False), "kid": kid, "alg": alg, "use": "sig"}
+        row = {"kid": kid, "generation": generation, "alg": alg,
                "private_key": self.box.encrypt(private.as_pem(private=True)),
                "public_jwk": public_jwk, "created_at": int(self.clock()), "activates_at": activates_at}
         try:
@@ -163,14 +222,13 @@ class KeyStore:
             self._cache = None
             return None
         logger.info("created signing key kid=%s alg=%s generation=%d activates_at=%d",
-                    kid, self.alg, generation, activates_at)
+                    kid, alg, generation, activates_at)
         self._cache = None
-        return LoadedKey(kid, generation, self.alg, activates_at, private, public_jwk)
+        return LoadedKey(kid, generation, alg, activates_at, private, public_jwk)
 
     def purge(self) -> int:
         """Delete keys no longer published (retired longer than any token they signed lives)."""
-        view = self.view(fresh=True)
-        keep = {k.kid for k in view.published}
+        keep = {k.kid for k in self.published(fresh=True)}
         doomed = [k.kid for k in self._load() if k.kid not in keep]
         if doomed:
             db.session.execute(delete(SigningKey).where(SigningKey.kid.in_(doomed)))

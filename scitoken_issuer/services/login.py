@@ -69,4 +69,4 @@ def development_login(username: str, password: str) -> SignedIn | None:
         audit("login", "refused", subject=username[:64], reason="development login: wrong user or password")
         return None
     audit("login", "signed-in", subject=username, method="development")
-    return SignedIn(username, None, int(time.time()), {})
+    return SignedIn(username, None, int(time.time()), source.profile_claims(username))

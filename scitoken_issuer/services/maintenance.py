@@ -44,7 +44,7 @@ def rotate_keys() -> str | None:
         db.session.commit()
         if purged:
             logger.info("dropped %d retired signing keys", purged)
-        return created.kid if created else None
+        return ",".join(k.kid for k in created) or None
 
 
 def rebuild_tree_index() -> dict | None:

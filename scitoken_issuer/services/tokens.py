@@ -98,7 +98,7 @@ class TokenService:
 
     def verify(self, token: str) -> dict | None:
         """Claims of a token this issuer signed with a published key and that has not expired."""
-        keys = [k.private for k in self.keys.view().published]
+        keys = [k.private for k in self.keys.published()]
         if not keys or not isinstance(token, str) or len(token) > 16384:
             return None
         try:

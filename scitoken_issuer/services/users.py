@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,12 @@ class PosixUser:
     def group_names(self) -> list[str]:
         """Sorted names of the user's groups (those with a known name)."""
         return sorted(self.groups[g] for g in self.gids if g in self.groups)
+
+
+def directory_claims(source: Any, username: str) -> dict:
+    """OIDC claims (``email``) the user directory holds for ``username``; ``{}`` when it holds none.
+
+    Only the development users file holds any today; the upstream IdP's own claims travel with
+    the sign-in (ID token) instead."""
+    claims = getattr(source, "profile_claims", None)
+    return dict(claims(username)) if callable(claims) else {}
