@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.upstream_idp",
     "tests.support.e2e",
+    "tests.support.rp_issuer",
 ]
 
 TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"

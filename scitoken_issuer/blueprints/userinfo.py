@@ -13,6 +13,7 @@ from authlib.integrations.flask_oauth2 import ResourceProtector, current_token
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError, InvalidTokenError
 from flask import Blueprint, jsonify
+from flask import request as flask_request
 
 from ..extensions import csrf, runtime
 from ..oauth2.introspection import find_token
@@ -69,9 +70,9 @@ class BearerResource(ResourceProtector):
 
     def parse_request_authorization(self, request):
         header = request.headers.get("Authorization")
-        form_token = request.form.get("access_token") if request.method == "POST" else None
+        form_token = flask_request.form.get("access_token") if flask_request.method == "POST" else None
         if header and form_token:
-            raise InvalidRequestError("send the access token in one place only (RFC 6750 §2)")
+            raise InvalidRequestError("send the access token in one place only: the Authorization header or the form body")
         if form_token:
             return self.get_token_validator("bearer"), form_token
         scheme, _, token_string = (header or "").strip().partition(" ")

@@ -17,7 +17,7 @@ from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.errors import ConsentRequiredError
 from authlib.oidc.core.grants.code import OpenIDToken
 from authlib.oidc.core.grants.util import is_openid_scope
-from flask import g
+from flask import request
 
 from ..extensions import db, runtime
 from ..models import AuthorizationCode
@@ -28,10 +28,11 @@ from .tokens import client_profile, user_info_claims
 
 
 def _id_token_key():
-    """The ID-token key for this request: read once, so header, algorithm and key always match."""
-    key = g.get("id_token_key")
+    """The ID-token key for this request: read once, so header, algorithm and key always match
+    even if the key changes in between (kept in the WSGI environ: one per HTTP request)."""
+    key = request.environ.get("scitoken_issuer.id_token_key")
     if key is None:
-        key = g.id_token_key = runtime().keys.id_token_key()
+        key = request.environ["scitoken_issuer.id_token_key"] = runtime().keys.id_token_key()
     return key
 
 

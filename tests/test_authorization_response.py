@@ -1,0 +1,154 @@
+"""Authorization responses at ``/auth/authorize``: RFC 9207 ``iss`` on every redirect, errors
+included; request objects refused (OIDC Core §6, RFC 9101); ``prompt=none`` (OIDC Core
+§3.1.2.6); loopback redirect URIs on any port (RFC 8252 §7.3). See docs/conformance.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from scitoken_issuer.extensions import db, runtime
+from scitoken_issuer.services.redirects import loopback_match
+
+from .conftest import make_app
+from .support.dev_login import approve, authorize_url, csrf_token, pkce, redirect_params, sign_in
+
+ISSUER = "http://issuer.test"
+REDIRECT = "https://app.example.org/cb"
+LOOPBACK = "http://127.0.0.1:8765/cb"
+
+
+@pytest.fixture
+def issuer(tmp_path):
+    """The issuer with the development login; no app context held across requests (CSRF)."""
+    app = make_app(tmp_path)
+    with app.app_context():
+        registration = runtime().clients.register(
+            {"client_name": "portal", "grant_types": ["authorization_code"], "scope": "openid email profile",
+             "redirect_uris": [REDIRECT, LOOPBACK, "http://[::1]/cb"], "token_endpoint_auth_method": "none"},
+            admin=True, source="admin")
+        db.session.commit()
+        app.config["test_client_id"] = registration.client.client_id
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(issuer):
+    return issuer.test_client()
+
+
+@pytest.fixture
+def client_id(issuer):
+    return issuer.config["test_client_id"]
+
+
+def request_params(client_id: str, **extra) -> dict:
+    _, challenge = pkce()
+    params = {"client_id": client_id, "redirect_uri": REDIRECT, "scope": "openid", "state": "st-9",
+              "code_challenge": challenge, "code_challenge_method": "S256", "nonce": "n-9"}
+    params.update(extra)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+@pytest.mark.parametrize("extra, error", [
+    ({"prompt": "none"}, "login_required"),
+    ({"code_challenge_method": "plain"}, "invalid_request"),
+    ({"response_type": "token"}, "unsupported_response_type"),
+    ({"response_type": "code id_token"}, "unsupported_response_type"),
+    ({"scope": "openid storage.read:relative"}, "invalid_scope"),
+    ({"prompt": "none login"}, "invalid_request"),
+], ids=["prompt-none", "pkce-plain", "response-type-token", "response-type-hybrid", "bad-scope", "prompt-none-login"])
+def test_error_redirect_before_consent_carries_iss(client, client_id, extra, error):
+    """RFC 9207 §2: every authorization response, error responses included, carries ``iss``
+    (discovery advertises ``authorization_response_iss_parameter_supported``), with ``state``."""
+    response = client.get(authorize_url(**request_params(client_id, **extra)))
+    params = redirect_params(response, REDIRECT)
+    assert params["error"] == error and params["state"] == "st-9"
+    assert params["iss"] == ISSUER
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    assert meta["authorization_response_iss_parameter_supported"] is True and meta["issuer"] == ISSUER
+
+
+def test_denied_and_approved_redirects_carry_iss(client, client_id):
+    """RFC 9207 §2: the redirects after consent carry ``iss`` too (approve and deny)."""
+    sign_in(client)
+    url = authorize_url(**request_params(client_id))
+    params = redirect_params(approve(client, url), REDIRECT)
+    assert "code" in params and params["iss"] == ISSUER
+    page = client.get(authorize_url(**request_params(client_id, nonce="n-10")))
+    denied = client.post(page.request.url, data={"decision": "deny", "csrf_token": csrf_token(page.get_data(as_text=True))})
+    params = redirect_params(denied, REDIRECT)
+    assert params["error"] == "access_denied" and params["iss"] == ISSUER
+
+
+def test_unverified_redirect_uri_gets_a_page_not_a_redirect(client, client_id):
+    """RFC 6749 §4.1.2.1: with a redirect URI that does not match, nothing is sent to it."""
+    response = client.get(authorize_url(**request_params(client_id, redirect_uri="https://evil.example/cb",
+                                                         prompt="none")))
+    assert response.status_code == 400 and "Location" not in response.headers
+
+
+@pytest.mark.parametrize("parameter, error", [
+    ("request_uri", "request_uri_not_supported"),
+    ("request", "request_not_supported"),
+])
+def test_request_objects_are_refused_not_ignored(client, client_id, parameter, error):
+    """OIDC Core §6.1–§6.2 / RFC 9101 §10.1: unsupported ``request``/``request_uri`` get their
+    own error (with ``iss``), and discovery says they are not supported."""
+    value = "urn:example:req" if parameter == "request_uri" else "eyJhbGciOiJub25lIn0.e30."
+    response = client.get(authorize_url(**request_params(client_id, **{parameter: value})))
+    params = redirect_params(response, REDIRECT)
+    assert params["error"] == error and params["iss"] == ISSUER and params["state"] == "st-9"
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    assert meta["request_uri_parameter_supported"] is False and meta["request_parameter_supported"] is False
+
+
+def test_prompt_none_when_signed_in_is_consent_required(client, client_id):
+    """OIDC Core §3.1.2.6: ``prompt=none`` must not show a page; this issuer always asks for
+    consent, so a signed-in user gets ``consent_required`` (not the consent page)."""
+    sign_in(client)
+    response = client.get(authorize_url(**request_params(client_id, prompt="none")))
+    params = redirect_params(response, REDIRECT)
+    assert params["error"] == "consent_required" and params["iss"] == ISSUER
+
+
+@pytest.mark.parametrize("presented", [
+    "http://127.0.0.1:51234/cb", "http://127.0.0.1/cb", "http://127.0.0.1:8765/cb",
+])
+def test_loopback_redirect_on_any_port(client, client_id, presented):
+    """RFC 8252 §7.3: a redirect registered on a loopback IP literal matches any port; the code
+    goes to the port asked for, and the token request must name that same URI (RFC 6749 §4.1.3)."""
+    sign_in(client)
+    verifier, challenge = pkce()
+    url = authorize_url(**request_params(client_id, redirect_uri=presented, code_challenge=challenge))
+    params = redirect_params(approve(client, url), presented)
+    token = {"grant_type": "authorization_code", "code": params["code"], "client_id": client_id,
+             "code_verifier": verifier}
+    for other in {"http://127.0.0.1:40000/cb", LOOPBACK} - {presented}:
+        wrong = client.post("/auth/token", data={**token, "redirect_uri": other})
+        assert wrong.status_code == 400 and wrong.get_json()["error"] == "invalid_grant"
+    response = client.post("/auth/token", data={**token, "redirect_uri": presented})
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("presented", [
+    "http://127.0.0.1:51234/cb/other", "http://127.0.0.1:51234/cb?x=1", "http://127.0.0.2:51234/cb",
+    "http://localhost:8765/cb", "https://127.0.0.1:51234/cb", "http://user@127.0.0.1:51234/cb",
+    "http://127.0.0.1:99999/cb", "http://[::1]:5000/cb/", "http://127.0.0.1:51234/CB",
+])
+def test_loopback_port_freedom_only(client, client_id, presented):
+    """RFC 8252 §7.3 relaxes the port only: scheme, IP literal, path and query still match exactly,
+    and ``localhost`` gets no port freedom (RFC 8252 §8.3). A mismatch is a page, not a redirect."""
+    response = client.get(authorize_url(**request_params(client_id, redirect_uri=presented)))
+    assert response.status_code == 400 and "Location" not in response.headers
+
+
+def test_loopback_match_rule():
+    """The one loopback rule (``services/redirects.py``), IPv4 and IPv6 literals."""
+    assert loopback_match("http://[::1]/cb", "http://[::1]:6000/cb")
+    assert loopback_match("http://127.0.0.1:8765/cb?a=1", "http://127.0.0.1:1/cb?a=1")
+    assert not loopback_match("http://[::1]/cb", "http://127.0.0.1:6000/cb")
+    assert not loopback_match("https://127.0.0.1/cb", "https://127.0.0.1:6000/cb")
+    assert not loopback_match("http://127.0.0.1/cb", "http://127.0.0.1:6000/cb#frag")
+    assert not loopback_match("http://example.org/cb", "http://example.org:6000/cb")
