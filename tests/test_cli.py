@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from scitoken_issuer.extensions import runtime
+from scitoken_issuer.extensions import db, runtime
 
 STATIC = [{"client_id": "static-svc", "client_secret": "static-secret-0123456789abcdef0123456789",
            "grant_types": ["client_credentials"], "scope": "storage.read:/data"}]
@@ -131,7 +131,6 @@ def test_keys_list_and_rotate(cli):
     rotated = cli("keys", "rotate")
     assert rotated.exit_code == 0, rotated.output
     new_kid = rotated.output.split()[1]
-    from scitoken_issuer.extensions import db
     db.session.remove()  # committed, not just flushed: a new session sees the key
     assert new_kid in {k.kid for k in runtime().keys.view(fresh=True).upcoming}
     listed = cli("keys", "list").output
@@ -139,6 +138,31 @@ def test_keys_list_and_rotate(cli):
     urgent = cli("keys", "rotate", "--immediately")
     assert urgent.exit_code == 0
     assert runtime().keys.view(fresh=True).current.kid == urgent.output.split()[1]
+
+
+@pytest.mark.parametrize("app_config", [{"KEY_TYPE": "ES256"}])
+def test_keys_list_and_rotate_both_chains(cli, app_config):
+    """OIDC Core §15.1: with KEY_TYPE=ES256 an RS256 chain signs ID tokens; ``keys list`` shows
+    both chains and what each signs, ``keys rotate`` rotates both or the one named by ``--alg``."""
+    access, id_key = runtime().keys.signing_key(), runtime().keys.id_token_key()
+    db.session.commit()
+    listed = cli("keys", "list").output
+    assert f"current  {access.kid} ES256" in listed and "(access tokens)" in listed
+    assert f"current  {id_key.kid} RS256" in listed and "(ID tokens)" in listed
+    rotated = cli("keys", "rotate")
+    assert rotated.exit_code == 0, rotated.output
+    assert sorted(line.split()[2].strip("(,") for line in rotated.output.splitlines()) == ["ES256", "RS256"]
+    only = cli("keys", "rotate", "--alg", "RS256", "--immediately")
+    assert only.exit_code == 0 and len(only.output.splitlines()) == 1 and "RS256" in only.output
+    db.session.remove()
+    assert runtime().keys.view("RS256", fresh=True).current.kid == only.output.split()[1]
+    assert runtime().keys.view("ES256", fresh=True).current.kid == access.kid
+
+
+def test_keys_rotate_refuses_a_chain_not_in_use(cli):
+    """``--alg ES256`` on an RS256 issuer is one clear error, nothing created."""
+    result = cli("keys", "rotate", "--alg", "ES256")
+    assert result.exit_code != 0 and "no ES256 chain is in use" in result.output
 
 
 def test_settings_lists_every_variable(cli):

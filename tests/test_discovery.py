@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from joserfc.jwk import JWKRegistry
 
-from scitoken_issuer.extensions import runtime
+from scitoken_issuer.extensions import db, runtime
 
 
 def test_metadata_documents_match(client):
@@ -50,3 +50,31 @@ def test_jwks_keys_carry_kid_alg_use(client):
     imported = JWKRegistry.import_key({k: v for k, v in key.items() if k in ("kty", "n", "e")})
     assert imported.thumbprint() == key["kid"]
     assert runtime().keys.view().current.kid == key["kid"]
+
+
+def test_jwks_is_cacheable_for_an_hour_with_an_etag(client):
+    """WLCG JWT profile §4.3.1: the key set may be cached for at least an hour; that is never
+    longer than the next key is published before it signs (KEY_PUBLISH_HOURS >= 1). RFC 9110
+    §13.1.2: an unchanged set revalidates with 304."""
+    response = client.get("/auth/certs")
+    directives = dict(part.strip().partition("=")[::2] for part in response.headers["Cache-Control"].split(","))
+    assert "public" in directives
+    max_age = int(directives["max-age"])
+    assert 3600 <= max_age <= runtime().keys.publish_seconds
+    etag = response.headers["ETag"]
+    again = client.get("/auth/certs", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and not again.data
+    runtime().keys.rotate()
+    db.session.commit()
+    changed = client.get("/auth/certs", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag and len(changed.get_json()["keys"]) == 2
+
+
+def test_oidc_metadata_fields(client):
+    """OIDC Discovery §3: RS256 for ID tokens, no request objects (``request_uri_parameter_supported``
+    defaults to true, so it is said), introspection only for authenticated clients (RFC 7662 §2.1)."""
+    meta = client.get("/.well-known/openid-configuration").get_json()
+    assert meta["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert meta["request_uri_parameter_supported"] is False and meta["request_parameter_supported"] is False
+    assert "none" not in meta["introspection_endpoint_auth_methods_supported"]
+    assert {"jti", "email", "wlcg.ver"} <= set(meta["claims_supported"])

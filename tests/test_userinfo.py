@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from joserfc import jwt
 
 from scitoken_issuer.extensions import db, runtime
+from scitoken_issuer.oauth2.oidc import IssuerIDToken
 from scitoken_issuer.services.tokens import TokenRequest
 
 USERINFO = "/auth/userinfo"
@@ -49,7 +51,7 @@ def test_bad_token_is_invalid_token(client, token):
     assert 'error="invalid_token"' in challenge
 
 
-def test_expired_and_revoked_tokens_are_invalid_token(client, make_client):
+def test_expired_and_revoked_tokens_are_invalid_token(client):
     """RFC 6750 §3.1: expired or revoked tokens are 401 ``invalid_token``."""
     now = int(time.time())
     expired = mint("openid", iat=now - 7200, nbf=now - 7200, exp=now - 3600)
@@ -70,9 +72,8 @@ def test_token_without_openid_is_insufficient_scope(client):
     assert 'error="insufficient_scope"' in challenge and 'scope="openid"' in challenge
 
 
-def test_id_token_is_not_an_access_token(client, make_client):
+def test_id_token_is_not_an_access_token(client):
     """An ID token (signed by this issuer, with a ``jti``) is not accepted as an access token."""
-    from scitoken_issuer.oauth2.oidc import IssuerIDToken
 
     class Registered:
         client_id = "portal"
@@ -81,7 +82,6 @@ def test_id_token_is_not_an_access_token(client, make_client):
     with client.application.test_request_context():
         claims = IssuerIDToken().get_client_claims(Registered())
         key = runtime().keys.id_token_key()
-        from joserfc import jwt
         id_token = jwt.encode({"alg": key.alg, "kid": key.kid}, {**claims, "sub": "alice", "scope": "openid"},
                               key.private)
     assert_rfc6750(client.get(USERINFO, headers=bearer(id_token)), 401, "invalid_token")
