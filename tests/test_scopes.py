@@ -1,4 +1,4 @@
-"""Scope grammar for both token profiles (SPEC §6; SPEC §7 step 1 for storage paths)."""
+"""Scope grammar for both token profiles, with the verb table (docs/scopes.md; RFC 6749 §3.3)."""
 
 import pytest
 
@@ -22,12 +22,20 @@ from scitoken_issuer.services.scopes import (
         ("storage.create:/data", "storage", "create", "/data"),
         ("storage.modify:/a/b-c_d.e~f+g,h=i@j:k", "storage", "modify", "/a/b-c_d.e~f+g,h=i@j:k"),
         ("storage.stage:/", "storage", "stage", "/"),
+        ("storage.poll:/tape", "storage", "poll", "/tape"),
         ("read:/data", "storage", "read", "/data"),
         ("write:/data/x", "storage", "write", "/data/x"),
+        ("create:/data/x", "storage", "create", "/data/x"),
+        ("modify:/data/x", "storage", "modify", "/data/x"),
+        ("stage:/tape/x", "storage", "stage", "/tape/x"),
         ("wlcg.groups", "groups", None, None),
         ("wlcg.groups:/cms/production", "groups", None, "/cms/production"),
-        ("compute.read", "compute", None, None),
-        ("compute.cancel", "compute", None, None),
+        ("compute.read", "admin", None, None),
+        ("compute.cancel", "admin", None, None),
+        ("condor:/ADMINISTRATOR", "admin", None, "/ADMINISTRATOR"),
+        ("condor", "admin", None, None),
+        ("queue", "admin", None, None),
+        ("execute:/jobs", "admin", None, "/jobs"),
         ("openid", "openid", None, None),
         ("offline_access", "offline_access", None, None),
         ("profile", "other", None, None),
@@ -36,7 +44,7 @@ from scitoken_issuer.services.scopes import (
     ],
 )
 def test_valid_scopes_parse(text, kind, permission, path):
-    """SPEC §6: the WLCG 1.0 and SciTokens 2.0 scope forms, and OIDC scopes as their own kinds."""
+    """docs/scopes.md: the WLCG 1.0 and SciTokens 2.0 verbs, admin-only verbs, and OIDC scopes."""
     scope = parse_scope(text)
     assert scope == Scope(text, kind, permission, path)
     assert str(scope) == text
@@ -74,6 +82,24 @@ def test_valid_scopes_parse(text, kind, permission, path):
         ("wlcg.groups:/cms/../atlas", "'..' segment"),
         ("compute.read:/x", "compute scopes take no path"),
         ("compute.delete", "unknown compute scope"),
+        ("create", "storage scope needs an absolute path: create"),
+        ("modify", "storage scope needs an absolute path"),
+        ("stage", "storage scope needs an absolute path"),
+        ("storage.poll", "storage scope needs an absolute path"),
+        ("create:data", "must be absolute"),
+        ("modify:/data/../etc", "'..' segment"),
+        ("condor:/../ADMINISTRATOR", "'..' segment"),
+        ("Create:/data", "lower case"),
+        ("MODIFY:/data", "lower case"),
+        ("Condor:/READ", "lower case"),
+        ("QUEUE", "lower case"),
+        ("Compute.Read", "lower case"),
+        ("delete:/data", "unknown scope verb 'delete'"),
+        ("foo:/data", "unknown scope verb 'foo'"),
+        ("foo:bar", "unknown scope verb 'foo'"),
+        ("https://scitokens.org/v1/authz/read:/data", "unknown scope verb 'https'"),
+        ("urn:example:scope", "unknown scope verb 'urn'"),
+        ("profile:/x", "unknown scope verb 'profile'"),
         ("", "empty scope"),
         ('"openid"', "forbidden character"),
         ("storage.read:/" + "a" * 256, "longer than 255"),
@@ -81,7 +107,7 @@ def test_valid_scopes_parse(text, kind, permission, path):
     ],
 )
 def test_malformed_scopes_refused_with_reason(text, reason):
-    """SPEC §7 step 1: refuse rather than fix; the reason names what is wrong."""
+    """docs/scopes.md: refuse rather than fix or pass through; the reason names what is wrong."""
     with pytest.raises(ScopeError) as excinfo:
         parse_scope(text)
     assert reason in str(excinfo.value)
@@ -105,26 +131,36 @@ def test_parse_scopes_names_first_bad_scope():
 
 
 def test_storage_permissions():
-    """SPEC §6: SciTokens ``write`` stands for WLCG create and modify."""
+    """docs/scopes.md: what the POSIX rule checks is every permission a verifier reads into the
+    verb (``write`` = create + modify; a create verb also checks modify because scitokens-cpp reads
+    ``storage.create`` in a WLCG token as ``write``; stage includes read)."""
     assert storage_permissions(parse_scope("read:/a")) == ("read",)
     assert storage_permissions(parse_scope("write:/a")) == ("create", "modify")
-    assert storage_permissions(parse_scope("storage.stage:/a")) == ("stage",)
+    assert storage_permissions(parse_scope("storage.create:/a")) == ("create", "modify")
+    assert storage_permissions(parse_scope("create:/a")) == ("create", "modify")
+    assert storage_permissions(parse_scope("modify:/a")) == ("create", "modify")
+    assert storage_permissions(parse_scope("storage.stage:/a")) == ("read", "stage")
     assert storage_permissions(parse_scope("openid")) == ()
     assert storage_permissions(parse_scope("wlcg.groups:/g")) == ()
+    assert storage_permissions(parse_scope("condor:/WRITE")) == ()
 
 
 def test_render_scopes_for_each_profile():
-    """SPEC §6: WLCG storage.* scopes, or SciTokens read/write (stage → read, create/modify → write)."""
+    """docs/scopes.md "Tokens": verbatim in the verb's own profile, translated in the other; in
+    SciTokens tokens ``storage.create`` is ``create`` (not ``write``, which XRootD and dCache read as
+    overwrite and delete) and ``storage.stage`` keeps its stage right next to ``read``."""
     granted = parse_scopes(
         "openid storage.read:/a storage.create:/b storage.modify:/b storage.stage:/c write:/d "
-        "read:/a wlcg.groups compute.read"
+        "read:/a wlcg.groups compute.read create:/e modify:/f stage:/g condor:/READ"
     )
     assert render_scopes(granted, "wlcg") == [
         "openid", "storage.read:/a", "storage.create:/b", "storage.modify:/b", "storage.stage:/c",
-        "storage.create:/d", "storage.modify:/d", "wlcg.groups", "compute.read",
+        "storage.create:/d", "storage.modify:/d", "wlcg.groups", "compute.read", "storage.create:/e",
+        "storage.modify:/f", "storage.stage:/g", "condor:/READ",
     ]
     assert render_scopes(granted, "scitokens") == [
-        "openid", "read:/a", "write:/b", "read:/c", "write:/d", "wlcg.groups", "compute.read",
+        "openid", "read:/a", "create:/b", "write:/b", "read:/c", "storage.stage:/c", "write:/d",
+        "wlcg.groups", "compute.read", "create:/e", "modify:/f", "stage:/g", "condor:/READ",
     ]
     with pytest.raises(ValueError):
         render_scopes(granted, "jwt")  # type: ignore[arg-type]

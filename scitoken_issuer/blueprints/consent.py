@@ -6,12 +6,7 @@ from dataclasses import dataclass
 
 from ..extensions import runtime
 from ..services.policy import Refusal
-from ..services.scopes import Scope, parse_scopes
-
-_WORDS = {
-    "read": "read files under", "create": "create files under", "modify": "change or delete files under",
-    "stage": "bring files online (stage) under", "write": "create, change or delete files under",
-}
+from ..services.scopes import Scope, ScopeError, parse_scopes
 
 
 @dataclass(frozen=True)
@@ -21,22 +16,24 @@ class ShownScope:
 
 
 def describe(scope: Scope) -> str:
-    if scope.kind == "storage":
-        return f"{_WORDS.get(scope.permission, scope.permission)} {scope.path}"
+    if scope.verb is not None:  # storage and admin scopes: the verb table's words (docs/scopes.md)
+        return scope.verb.meaning + (f" under {scope.path}" if scope.kind == "storage" else
+                                     f" ({scope.path})" if scope.path else "")
     if scope.kind == "groups":
         return "see your group memberships" if scope.path is None else f"see whether you are in {scope.path}"
     if scope.kind == "offline_access":
         return "keep access while you are away (refresh token)"
     if scope.kind == "openid":
         return "know who you are"
-    if scope.kind == "compute":
-        return "use compute resources"
     return ""
 
 
 def consent_view(username: str, scope_string: str | None, client) -> tuple[list[ShownScope], Refusal | None]:
     """The scopes to show and, if the request cannot be granted, the refusal to show instead."""
-    scopes = parse_scopes(scope_string or "")
+    try:
+        scopes = parse_scopes(scope_string or "")
+    except ScopeError as exc:  # a stored device request from before a grammar change
+        return [], Refusal(scope_string or "", f"malformed scope: {exc}")
     decision = runtime().grant_scopes(username, scopes, client)
     shown = [ShownScope(s.raw, describe(s)) for s in scopes]
     return shown, decision if isinstance(decision, Refusal) else None

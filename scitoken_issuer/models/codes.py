@@ -41,7 +41,7 @@ class DeviceCode(db.Model):
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
     interval: Mapped[int] = mapped_column(Integer)
     last_poll_at: Mapped[float | None] = mapped_column(Integer)
-    #: pending | approved | denied | consumed
+    #: pending | approved | denied (by the user) | refused (a scope was not granted) | consumed
     status: Mapped[str] = mapped_column(String(16), default="pending")
     subject: Mapped[str | None] = mapped_column(String(255))
     identity_id: Mapped[int | None] = mapped_column(Integer)

@@ -9,8 +9,8 @@ from ..extensions import runtime
 from ..services.clients import DEVICE_GRANT
 from ..services.device import format_user_code, new_device_code, new_user_code
 from ..services.policy import check_client_scopes
-from ..services.scopes import parse_scopes
 from .metadata import CLIENT_AUTH_METHODS
+from .server import requested_scopes
 
 
 class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):
@@ -28,7 +28,7 @@ class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):
         client = super().authenticate_client(request)
         if not client.check_grant_type(DEVICE_GRANT):
             raise UnauthorizedClientError("the client is not registered for the device flow")
-        refusal = check_client_scopes(client, parse_scopes(request.payload.scope or ""), for_user=True)
+        refusal = check_client_scopes(client, requested_scopes(request.payload.scope), for_user=True)
         if refusal:
             raise InvalidScopeError(refusal.reason)
         return client

@@ -9,7 +9,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, Unsupp
 
 from ..extensions import db, runtime
 from ..models import Client
-from ..services.scopes import ScopeError, parse_scopes
+from ..services.scopes import Scope, ScopeError, parse_scopes
 from .tokens import generate_token
 
 logger = logging.getLogger(__name__)
@@ -20,6 +20,15 @@ def error_description(text: str, limit: int = 300) -> str:
     authlib raises ValueError (a 500) on anything else, and client input may hold anything."""
     safe = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else f"U+{ord(ch):04X}" for ch in text)
     return safe if len(safe) <= limit else safe[:limit] + "..."
+
+
+def requested_scopes(scope: str | None) -> list[Scope]:
+    """A request's ``scope`` parsed (docs/scopes.md), or RFC 6749 §5.2 ``invalid_scope`` saying
+    what is malformed; every endpoint that reads ``scope`` goes through here."""
+    try:
+        return parse_scopes(scope or "")
+    except ScopeError as exc:
+        raise InvalidScopeError(error_description(str(exc))) from None
 
 
 class GrantTypeError(UnsupportedGrantTypeError):
@@ -54,12 +63,8 @@ class AuthorizationServer(_FlaskAuthorizationServer):
         self._error_uris = None
 
     def validate_requested_scope(self, scope: str | None) -> None:
-        if scope is None:
-            return
-        try:
-            parse_scopes(scope)
-        except ScopeError as exc:
-            raise InvalidScopeError(error_description(str(exc))) from None
+        if scope is not None:
+            requested_scopes(scope)
 
     def get_token_grant(self, request):
         try:
@@ -75,7 +80,7 @@ class AuthorizationServer(_FlaskAuthorizationServer):
 
     def handle_error_response(self, request, error):
         db.session.rollback()
-        if not error.description:  # SPEC §4: every error has an error_description
+        if not error.description:  # RFC 6749 §5.2: every error here has an error_description
             error.description = error_description(error.get_error_description() or
                                                   error.error.replace("_", " "))
         return super().handle_error_response(request, error)

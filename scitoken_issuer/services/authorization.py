@@ -1,10 +1,12 @@
 """The scope decision for a user: ``grant_scopes(user, requested_scopes, client)``.
 
 Every user flow (authorization code, device code, refresh) and the operator's ``check-scope``
-call this one interface (docs/authorization.md). A storage scope is granted only when the POSIX
-rule allows every WLCG permission it stands for on its path under ``POSIX_PATH`` (and, in strict
-mode, nothing below denies it); every other scope follows the client's registered policy. The
-first refused scope ends the decision: nothing is silently narrowed or widened.
+call this one interface (docs/authorization.md). A storage scope, in either profile's spelling
+(docs/scopes.md), is granted only when the client's policy covers it and the POSIX rule allows
+every WLCG permission a verifier reads into its verb, on its path under ``POSIX_PATH`` (and, in
+strict mode, nothing below denies it); an administrator-only scope only when an administrator's
+client policy holds it; every other scope follows the client's registered policy. The first
+refused scope ends the decision: nothing is silently narrowed or widened.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Callable
 from .policy import Refusal, check_client_scopes, client_policy, policy_allows
 from .posix import Decision, LiveSubtree, StatCache, check_scope
 from .posix_rule import SubtreeCheck
-from .scopes import Scope, parse_scopes
+from .scopes import Scope, ScopeError, parse_scopes
 from .users import PosixUser
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,10 @@ class ScopePolicy:
         """Grant all of ``requested`` for ``user`` through ``client``, or refuse naming the first
         scope that may not be granted and why; ``explain`` hears why each decided scope went the
         way it did (``check-scope`` prints that, so the operator sees the token's own answer)."""
-        scopes = parse_scopes(requested) if isinstance(requested, str) else list(requested)
+        try:
+            scopes = parse_scopes(requested) if isinstance(requested, str) else list(requested)
+        except ScopeError as exc:  # e.g. a stored request from before a grammar change
+            return Refusal(str(requested)[:200], f"malformed scope: {exc}")
         tell = explain or (lambda scope, why: None)
         refusal = check_client_scopes(client, scopes, for_user=True)
         if refusal:

@@ -102,9 +102,15 @@ def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = N
         if not isinstance(scope, str) or len(scope) > 8192:
             raise ClientMetadataError("scope must be a space-separated string")
         try:
-            data["scope"] = " ".join(s.raw for s in parse_scopes(scope))
+            parsed = parse_scopes(scope)
         except ScopeError as exc:
             raise ClientMetadataError(f"invalid scope: {exc}") from None
+        kept = set(current.scope.split()) if current else set()
+        added = [s.raw for s in parsed if s.kind == "admin" and s.raw not in kept]
+        if added and not admin:  # docs/scopes.md: administrator-only scopes
+            raise PrivilegeError(f"scope {added[0]} is administrator-only (compute and HTCondor scopes "
+                                 "are set only by an administrator)")
+        data["scope"] = " ".join(s.raw for s in parsed)
 
     profile = data.get("token_profile")
     if profile is not None and profile not in ("wlcg", "scitokens"):

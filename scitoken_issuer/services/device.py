@@ -105,12 +105,14 @@ class DeviceFlow:
     # -- the user's decision (worker) ---------------------------------------------------------
     def record_decision(self, device_code_hash: str, *, approved: bool, subject: str, identity_id: int | None,
                         granted_scope: str | None = None, groups: list[str] | None = None,
-                        reason: str | None = None) -> bool:
-        """Record approval or denial of a pending authorization (flushes); False if not pending."""
+                        reason: str | None = None, refused: bool = False) -> bool:
+        """Record approval, denial by the user, or refusal of a scope (``refused``: polls answer
+        ``invalid_scope``) of a pending authorization (flushes); False if not pending."""
+        status = "approved" if approved else "refused" if refused else "denied"
         result = db.session.execute(
             update(DeviceCode).where(DeviceCode.device_code_hash == device_code_hash,
                                      DeviceCode.status == "pending", DeviceCode.expires_at > int(time.time()))
-            .values(status="approved" if approved else "denied", subject=subject, identity_id=identity_id,
+            .values(status=status, subject=subject, identity_id=identity_id,
                     granted_scope=granted_scope, denial_reason=reason, decided_at=int(time.time()),
                     claims={"groups": groups or []}))
         return result.rowcount == 1
@@ -206,7 +208,7 @@ def complete_authorization(device_code_hash: str, username: str, identity_id: in
             Refusal(row.scope, "the client no longer exists")
         if isinstance(decision, Refusal):
             recorded = rt.device.record_decision(device_code_hash, approved=False, subject=username,
-                                                 identity_id=identity_id, reason=decision.reason)
+                                                 identity_id=identity_id, reason=decision.reason, refused=True)
             audit("issue", "refused", subject=username, client_id=row.client_id, scope=row.scope,
                   reason=decision.reason, grant_type="device_code")
             outcome = "refused"

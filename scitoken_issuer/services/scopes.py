@@ -1,9 +1,15 @@
-"""Strict scope grammar for the WLCG 1.0 and SciTokens 2.0 token profiles (SPEC §6, §7 step 1).
+"""Strict scope grammar for the WLCG 1.0 and SciTokens 2.0 token profiles (docs/scopes.md).
 
 Scopes are parsed once, into :class:`Scope` values, and refused with a human reason
 (:class:`ScopeError`) when they are malformed. Nothing is silently fixed: a path with ``//``,
 ``.``, ``..``, a trailing slash or a control character is an error, never normalised, because the
 storage service that later reads the token must see exactly the path that was authorized.
+
+What a verb means is what verifiers enforce: every ``verb:path`` (and every bare word a verifier
+reads as ``verb:/``) is looked up in the one verb table,
+:data:`~scitoken_issuer.services.scope_verbs.VERBS`; a ``something:path`` whose verb is not
+there is refused, never passed through. Plain words without ``:`` that no verifier reads as a
+verb (``profile``, ``email``, a site's own) stay opaque and follow the client's policy.
 
 Every scope must be an RFC 6749 §3.3 ``scope-token`` (printable ASCII, no space, ``"`` or ``\\``).
 Storage paths additionally may not contain ``%``: some storage services percent-decode paths, and
@@ -16,22 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-ScopeKind = Literal["storage", "groups", "compute", "openid", "offline_access", "other"]
-Profile = Literal["wlcg", "scitokens"]
+from .scope_verbs import RESERVED_PREFIXES, RESERVED_WORDS, VERBS, Profile, Verb
+
+ScopeKind = Literal["storage", "admin", "groups", "openid", "offline_access", "other"]
 
 MAX_PATH_LENGTH = 1024
 MAX_SEGMENT_LENGTH = 255  # NAME_MAX on every filesystem we meet
 MAX_SCOPE_LENGTH = MAX_PATH_LENGTH + 32
 MAX_SCOPES = 100
-
-WLCG_STORAGE_PERMISSIONS = ("read", "create", "modify", "stage")
-COMPUTE_PERMISSIONS = ("read", "modify", "create", "cancel")
-# SciTokens 2.0 verbs and the WLCG permissions each one stands for (SPEC §6).
-SCITOKENS_STORAGE_PERMISSIONS = {"read": ("read",), "write": ("create", "modify")}
-# Prefixes this module owns: a scope starting with one of them (in any letter case) must match
-# the grammar exactly, so that ``Storage.Read:/x`` is an error, not an unchecked "other" scope.
-_RESERVED_PREFIXES = ("storage.", "wlcg.", "compute.", "read:", "write:")
-_RESERVED_WORDS = ("read", "write", "storage", "compute", "wlcg")
 
 
 class ScopeError(ValueError):
@@ -42,10 +40,12 @@ class ScopeError(ValueError):
 class Scope:
     """One parsed scope.
 
-    ``permission`` is the scope's verb for storage scopes: a WLCG permission (``read``,
-    ``create``, ``modify``, ``stage``) or, for the SciTokens ``write:/p``, ``write`` — which
-    stands for two WLCG permissions; use :func:`storage_permissions` for the set to check.
-    ``path`` is the absolute storage path, or the group path for ``wlcg.groups:/g``.
+    ``kind`` is its class (docs/scopes.md): ``storage`` and ``admin`` scopes have a verb in the
+    verb table (:attr:`verb`); ``groups``, ``openid``, ``offline_access`` and ``other`` follow the
+    client's policy. ``permission`` is a storage scope's verb without the ``storage.`` prefix
+    (``read``, ``create``, ``modify``, ``stage``, ``poll`` or ``write``); use
+    :func:`storage_permissions` for what the POSIX rule checks. ``path`` is the absolute storage
+    path, the group path of ``wlcg.groups:/g``, or an admin scope's path (``condor:/READ``).
     """
 
     raw: str
@@ -57,6 +57,11 @@ class Scope:
     def is_storage(self) -> bool:
         return self.kind == "storage"
 
+    @property
+    def verb(self) -> Verb | None:
+        """The verb table's entry for a storage or admin scope; None for the other kinds."""
+        return VERBS.get(self.raw.partition(":")[0]) if self.kind in ("storage", "admin") else None
+
     def __str__(self) -> str:
         return self.raw
 
@@ -64,7 +69,7 @@ class Scope:
 def validate_path(path: str, what: str = "path") -> str:
     """Return ``path`` if it is absolute and already normalised, else raise :class:`ScopeError`.
 
-    SPEC §7 step 1: absolute, normalised, no ``..``, NUL or control characters.
+    docs/scopes.md: absolute, normalised, no ``..``, NUL or control characters.
     """
     if not isinstance(path, str):
         raise ScopeError(f"{what} must be a string")
@@ -108,34 +113,39 @@ def parse_scope(text: str) -> Scope:
     if not isinstance(text, str):
         raise ScopeError("scope must be a string")
     _check_token(text)
-    verb, sep, rest = text.partition(":")
+    name, sep, rest = text.partition(":")
     if text in ("openid", "offline_access"):
         return Scope(text, text)  # type: ignore[arg-type]
-    if verb.startswith("storage."):
-        permission = verb[len("storage."):]
-        if permission not in WLCG_STORAGE_PERMISSIONS:
-            raise ScopeError(f"unknown storage permission {permission!r}: {text}")
-        if not sep:
-            raise ScopeError(f"storage scope needs an absolute path: {text}")
-        return Scope(text, "storage", permission, validate_path(rest, f"path of {verb}"))
-    if verb in SCITOKENS_STORAGE_PERMISSIONS:
-        if not sep:
-            raise ScopeError(f"storage scope needs an absolute path: {text}")
-        return Scope(text, "storage", verb, validate_path(rest, f"path of {verb}"))
-    if verb == "wlcg.groups":
+    verb = VERBS.get(name)
+    if verb is not None:
+        return _verb_scope(text, verb, sep, rest)
+    if name == "wlcg.groups":
         if not sep:
             return Scope(text, "groups")
         return Scope(text, "groups", None, validate_path(rest, "group path"))
-    if verb.startswith("compute."):
-        if verb[len("compute."):] not in COMPUTE_PERMISSIONS:
+    lowered = name.lower()
+    if lowered in VERBS or lowered.startswith(RESERVED_PREFIXES) or lowered in RESERVED_WORDS:
+        if name.startswith("storage."):
+            raise ScopeError(f"unknown storage permission {name[len('storage.'):]!r}: {text}")
+        if name.startswith("compute."):
             raise ScopeError(f"unknown compute scope: {text}")
-        if sep:
-            raise ScopeError(f"compute scopes take no path: {text}")
-        return Scope(text, "compute")
-    lowered = text.lower()
-    if lowered.startswith(_RESERVED_PREFIXES) or verb.lower() in _RESERVED_WORDS:
         raise ScopeError(f"unknown scope (WLCG/SciTokens scopes are lower case): {text}")
+    if sep:
+        raise ScopeError(f"unknown scope verb {name!r}: {text} (docs/scopes.md lists the verbs "
+                         "this issuer decides; verifiers would read any other as an authorization)")
     return Scope(text, "other")
+
+
+def _verb_scope(text: str, verb: Verb, sep: str, rest: str) -> Scope:
+    """A scope whose verb is in the verb table, with its path checked as the verb requires."""
+    if verb.path == "none" and sep:
+        raise ScopeError(f"{verb.name.partition('.')[0]} scopes take no path: {text}")
+    if verb.path == "required" and not sep:
+        raise ScopeError(f"storage scope needs an absolute path: {text}")
+    path = validate_path(rest, f"path of {verb.name}") if sep else None
+    if verb.kind == "storage":
+        return Scope(text, "storage", verb.name.removeprefix("storage."), path)
+    return Scope(text, "admin", None, path)
 
 
 def parse_scopes(scope_string: str | Iterable[str] | None) -> list[Scope]:
@@ -164,30 +174,35 @@ def parse_scopes(scope_string: str | Iterable[str] | None) -> list[Scope]:
 
 
 def storage_permissions(scope: Scope) -> tuple[str, ...]:
-    """The WLCG permissions a storage scope needs (``write`` = create + modify); ``()`` otherwise."""
-    if scope.kind != "storage" or scope.permission is None:
-        return ()
-    return SCITOKENS_STORAGE_PERMISSIONS.get(scope.permission, (scope.permission,))
+    """The WLCG permissions the POSIX rule must allow for a storage scope (the verb table's
+    ``checks``: everything any verifier reads into it); ``()`` for other kinds."""
+    verb = scope.verb
+    return verb.checks if verb is not None and verb.kind == "storage" else ()
+
+
+def policy_permissions(scope: Scope) -> tuple[str, ...]:
+    """The WLCG permissions a storage scope stands for, which a client's policy must cover."""
+    verb = scope.verb
+    return verb.permissions if verb is not None and verb.kind == "storage" else ()
 
 
 def render_scopes(scopes: Iterable[Scope], profile: Profile) -> list[str]:
-    """Render granted scopes as the token's ``scope`` claim wants them for ``profile`` (SPEC §6).
+    """Render granted scopes as the token's ``scope`` claim wants them for ``profile``.
 
-    ``wlcg``: ``storage.<perm>:/p`` (``write:/p`` becomes create and modify).
-    ``scitokens``: ``read:/p`` / ``write:/p`` (``stage`` → read, ``create``/``modify`` → write).
-    Non-storage scopes are passed through unchanged. Duplicates are dropped, order kept.
+    Each storage scope is written as its verb table entry says (docs/scopes.md, "Tokens"):
+    verbatim in its own profile's spelling, translated in the other (``write:/p`` becomes
+    ``storage.create:/p storage.modify:/p`` in WLCG; ``storage.create:/p`` becomes ``create:/p``
+    in SciTokens, never ``write:/p``, which XRootD and dCache read as overwrite and delete).
+    Admin and other scopes are written unchanged. Duplicates are dropped, order kept.
     """
     if profile not in ("wlcg", "scitokens"):
         raise ValueError(f"unknown token profile {profile!r}")
     out: dict[str, None] = {}
     for scope in scopes:
-        if scope.kind != "storage":
+        verb = scope.verb
+        if verb is None or verb.kind != "storage":
             out.setdefault(scope.raw)
             continue
-        for perm in storage_permissions(scope):
-            if profile == "wlcg":
-                out.setdefault(f"storage.{perm}:{scope.path}")
-            else:
-                verb = "read" if perm in ("read", "stage") else "write"
-                out.setdefault(f"{verb}:{scope.path}")
+        for name in verb.rendered(profile):
+            out.setdefault(f"{name}:{scope.path}")
     return list(out)

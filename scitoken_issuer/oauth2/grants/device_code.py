@@ -1,10 +1,11 @@
-"""RFC 8628 §3.4 device access token requests: pending, slow_down, denied, expired, or tokens once."""
+"""RFC 8628 §3.4 device access token requests: pending, slow_down, denied, refused (``invalid_scope``),
+expired, or tokens once."""
 
 from __future__ import annotations
 
 import time
 
-from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidGrantError
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidGrantError, InvalidScopeError
 from authlib.oauth2.rfc8628 import DeviceCodeGrant as _DeviceCodeGrant
 from authlib.oauth2.rfc8628.errors import AuthorizationPendingError, ExpiredTokenError, SlowDownError
 
@@ -13,6 +14,7 @@ from ...services.audit import audit
 from ...services.authorization import Grant, UserAuthorization
 from ...services.device import PollState
 from ...services.scopes import parse_scopes
+from ..server import error_description
 
 
 class DeviceCredential:
@@ -50,6 +52,8 @@ class DeviceCodeGrant(_DeviceCodeGrant):
         row = flow.decision(credential.state.device_code_hash)
         if row.status == "denied":
             raise AccessDeniedError(row.denial_reason or "the user denied the request")
+        if row.status == "refused":  # RFC 6749 §5.2, as in the other grants: a scope was not granted
+            raise InvalidScopeError(error_description(row.denial_reason or "a requested scope was refused"))
         if row.status == "consumed":
             raise InvalidGrantError("the device code was already used")
         if row.status != "approved":

@@ -1,4 +1,4 @@
-"""RFC 6749 §6 refresh, with rotation, reuse detection and re-authorization (SPEC §5.3).
+"""RFC 6749 §6 refresh, with rotation, reuse detection and re-authorization (RFC 6749 §6).
 
 Every refresh re-checks the user at the upstream IdP (at most every ``IDP_RECHECK_INTERVAL``),
 re-resolves the user's groups and re-decides every scope: a token only ever says what the
@@ -18,6 +18,7 @@ from ...services.authorization import UserAuthorization
 from ...services.identities import IdentityCheckFailed, recheck_identity
 from ...services.policy import Refusal, policy_allows
 from ...services.scopes import parse_scopes
+from ..server import requested_scopes
 
 
 @dataclass
@@ -55,7 +56,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if not requested:
             return
         allowed = parse_scopes(credential.family.scope)
-        for scope in parse_scopes(requested):
+        for scope in requested_scopes(requested):
             if not policy_allows(allowed, scope):
                 raise InvalidScopeError(f"scope {scope.raw} is wider than the original grant")
 

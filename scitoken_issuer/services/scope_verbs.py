@@ -1,0 +1,129 @@
+"""Every scope verb a verifier reads as an authorization: the one table (docs/scopes.md).
+
+Verifiers read a scope ``verb:/path`` (a bare ``verb`` as ``verb:/``) and compare the verb with
+what the service asks for, character by character: scitokens-cpp's ``Enforcer`` and the Python
+``scitokens.Enforcer`` accept any verb in any token, XRootD's scitokens plugin maps the verbs it
+gets from scitokens-cpp to file operations, dCache maps the WLCG and SciTokens verbs to its
+activities, and HTCondor reads ``condor:/<LEVEL>`` and ``compute.*``. So a verb is never an opaque
+string here: it is either in :data:`VERBS`, and decided by its class, or refused.
+
+* ``storage`` verbs are granted by the POSIX rule (docs/scopes.md, "How a storage scope is
+  decided"). ``permissions`` are the WLCG permissions the verb stands for (what a client's
+  registered policy must cover); ``checks`` are the permissions the POSIX rule must allow — every
+  permission any verifier reads into the verb in either profile, so no verifier can read more
+  than was checked (scitokens-cpp reads ``storage.create`` in a WLCG token as ``write`` too, hence
+  every create verb also checks ``modify``).
+* ``admin`` verbs (compute, job queues, HTCondor authorization levels) come only from a client
+  policy an administrator set; anonymous registration cannot hold them.
+
+``renders`` says how a granted scope is written in each profile's token: verbatim in the profile
+whose spelling it is, translated in the other, and never into a verb a verifier of that profile
+reads as more than was decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Profile = Literal["wlcg", "scitokens"]
+VerbClass = Literal["storage", "admin"]
+PathRule = Literal["required", "optional", "none"]
+
+#: What each WLCG permission asks of the filesystem is in services/posix.py; these are its names.
+WLCG_PERMISSIONS = ("read", "create", "modify", "stage")
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One verb: its class, the profile whose spelling it is, whether it takes a path, what it
+    stands for and must be checked against, how it is written in each profile, who reads it."""
+
+    name: str
+    kind: VerbClass
+    spelling: Profile
+    path: PathRule
+    meaning: str
+    readers: str
+    permissions: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+    renders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def rendered(self, profile: Profile) -> tuple[str, ...]:
+        """The verbs this one is written as in a ``profile`` token (itself unless translated)."""
+        return self.renders.get(profile, (self.name,))
+
+
+def _storage(name: str, spelling: Profile, permissions: tuple[str, ...], wlcg: tuple[str, ...],
+             scitokens: tuple[str, ...], meaning: str, readers: str) -> Verb:
+    checks = tuple(dict.fromkeys(p for perm in permissions
+                                 for p in ((perm, "modify") if perm == "create" else (perm,))))
+    return Verb(name, "storage", spelling, "required", meaning, readers, permissions, checks,
+                {"wlcg": wlcg, "scitokens": scitokens})
+
+
+def _admin(name: str, spelling: Profile, path: PathRule, meaning: str, readers: str) -> Verb:
+    return Verb(name, "admin", spelling, path, meaning, readers)
+
+
+_CPP = "scitokens-cpp"
+_PY = "Python scitokens Enforcer"
+
+VERBS: dict[str, Verb] = {verb.name: verb for verb in (
+    # -- storage, WLCG 1.0 spelling -------------------------------------------------------------
+    _storage("storage.read", "wlcg", ("read",), ("storage.read",), ("read",),
+             "read and list data",
+             f"{_CPP} (as read in WLCG tokens), XRootD (read, list, stat), dCache (download, list), {_PY}"),
+    _storage("storage.create", "wlcg", ("create",), ("storage.create",), ("create",),
+             "upload new data and make directories; no overwrite or delete",
+             f"{_CPP} (as create and as write in WLCG tokens), XRootD (create), dCache (upload), {_PY}"),
+    _storage("storage.modify", "wlcg", ("create", "modify"), ("storage.modify",), ("write",),
+             "change, overwrite, rename and delete data; includes create",
+             f"{_CPP} (as modify and as write in WLCG tokens), XRootD (modify), dCache (upload, delete), {_PY}"),
+    _storage("storage.stage", "wlcg", ("read", "stage"), ("storage.stage",), ("read", "storage.stage"),
+             "bring data online from tape; includes read",
+             f"{_CPP} (verbatim in any token), XRootD (stage, poll), dCache (download, list), {_PY}"),
+    _storage("storage.poll", "wlcg", ("stage",), ("storage.poll",), ("storage.poll",),
+             "ask whether a staging request has finished",
+             f"{_CPP} (verbatim in any token), XRootD (poll), {_PY}"),
+    # -- storage, SciTokens 2.0 spelling --------------------------------------------------------
+    _storage("read", "scitokens", ("read",), ("storage.read",), ("read",),
+             "read and list data",
+             f"{_CPP} (any token), XRootD (read, list, stat), dCache (download, list), {_PY}"),
+    _storage("write", "scitokens", ("create", "modify"), ("storage.create", "storage.modify"), ("write",),
+             "create, overwrite, rename and delete data",
+             f"{_CPP} (any token), XRootD (create, modify, delete), dCache (upload, delete), {_PY}"),
+    _storage("create", "scitokens", ("create",), ("storage.create",), ("create",),
+             "upload new data and make directories; no overwrite or delete",
+             f"{_CPP} (any token), XRootD (create), {_PY}"),
+    _storage("modify", "scitokens", ("create", "modify"), ("storage.modify",), ("modify",),
+             "change, overwrite, rename and delete data; includes create",
+             f"{_CPP} (any token), XRootD (modify), {_PY}"),
+    _storage("stage", "scitokens", ("read", "stage"), ("storage.stage",), ("stage",),
+             "bring data online from tape; includes read",
+             f"{_CPP} (any token), {_PY}"),
+    # -- administrator-only: compute and HTCondor -----------------------------------------------
+    _admin("compute.read", "wlcg", "none", "read the job queue",
+           f"HTCondor (via {_CPP}, as condor:/READ), {_PY}"),
+    _admin("compute.create", "wlcg", "none", "submit jobs",
+           f"HTCondor (via {_CPP}; with modify and cancel, as condor:/WRITE), {_PY}"),
+    _admin("compute.modify", "wlcg", "none", "change queued jobs",
+           f"HTCondor (via {_CPP}; with create and cancel, as condor:/WRITE), {_PY}"),
+    _admin("compute.cancel", "wlcg", "none", "remove jobs",
+           f"HTCondor (via {_CPP}; with create and modify, as condor:/WRITE), {_PY}"),
+    _admin("condor", "scitokens", "optional", "an HTCondor authorization level (condor:/READ, "
+           "condor:/WRITE, condor:/ADMINISTRATOR, ...); bare condor is every level",
+           f"HTCondor (via {_CPP}), {_PY}"),
+    _admin("queue", "scitokens", "optional", "submit jobs to a queue (SciTokens 1.0 claim language)",
+           f"dCache (recognised, grants nothing), {_CPP} and {_PY} for services that ask for it"),
+    _admin("execute", "scitokens", "optional", "run jobs (SciTokens 1.0 claim language)",
+           f"dCache (recognised, grants nothing), {_CPP} and {_PY} for services that ask for it"),
+)}
+
+#: Prefixes whose every spelling is this table's (or wlcg.groups'): anything else under them is
+#: refused, in any letter case, so ``Storage.Read:/x`` is an error rather than an opaque scope.
+RESERVED_PREFIXES = ("storage.", "compute.", "wlcg.")
+#: Bare words that are refused rather than passed through (they look like a verb family).
+RESERVED_WORDS = ("storage", "compute", "wlcg")
+#: Scopes about the user, decided by the client's policy (docs/scopes.md).
+IDENTITY_SCOPES = ("openid", "profile", "email", "offline_access", "wlcg.groups")
