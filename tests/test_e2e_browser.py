@@ -165,8 +165,8 @@ def test_device_flow_denied_from_verification_uri_complete(stack, browsing):
 
 
 def test_device_flow_refusal_shown_and_sent_to_the_device(stack, browsing):
-    """RFC 8628 §3.5 access_denied: alice cannot read /private (0700, uid 10002); the consent page
-    says why, and the device hears which scope in ``error_description``."""
+    """RFC 6749 §5.2 invalid_scope (docs/scopes.md, "Errors"): alice cannot read /private (0700,
+    uid 10002); the consent page says why, and the device hears which scope in ``error_description``."""
     scope = "storage.read:/private"
     start = device_start(stack, scope)
     page = browsing.page
@@ -180,6 +180,6 @@ def test_device_flow_refusal_shown_and_sent_to_the_device(stack, browsing):
 
     response = poll_for_outcome(stack, start)
     assert response.status_code == 400, response.text
-    assert response.json()["error"] == "access_denied"
+    assert response.json()["error"] == "invalid_scope"
     assert scope in response.json()["error_description"]
     assert not browsing.server_errors

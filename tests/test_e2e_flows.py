@@ -225,7 +225,8 @@ def test_device_flow_approve(stack):
 
 
 def test_device_flow_deny_and_refusal(stack):
-    """RFC 8628 §3.5 access_denied: by the user, or because a scope cannot be granted."""
+    """RFC 8628 §3.5 access_denied when the user denies; RFC 6749 §5.2 invalid_scope when a scope
+    cannot be granted (docs/scopes.md, "Errors")."""
     start = device_start(stack)
     device_decide(stack, start["user_code"], "deny")
     denied = poll_until(stack, start["device_code"])
@@ -234,7 +235,7 @@ def test_device_flow_deny_and_refusal(stack):
     start = device_start(stack, "storage.read:/private")
     device_decide(stack, start["user_code"], "approve")
     refused = poll_until(stack, start["device_code"])
-    assert refused.json()["error"] == "access_denied"
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
     assert "storage.read:/private" in refused.json()["error_description"]
 
 

@@ -53,6 +53,16 @@ class Verb:
         """The verbs this one is written as in a ``profile`` token (itself unless translated)."""
         return self.renders.get(profile, (self.name,))
 
+    def markdown_row(self) -> str:
+        """This verb's row of the table in docs/scopes.md (a test holds the page to this)."""
+        def names(items: tuple[str, ...]) -> str:
+            return " ".join(f"`{i}`" for i in items) or "-"
+        decided = "POSIX rule" if self.kind == "storage" else "administrator's client policy"
+        cells = [f"`{self.name}`", "WLCG" if self.spelling == "wlcg" else "SciTokens", self.kind,
+                 self.path, names(self.rendered("wlcg")), names(self.rendered("scitokens")),
+                 names(self.permissions), names(self.checks), decided, self.meaning, self.readers]
+        return "| " + " | ".join(cells) + " |"
+
 
 def _storage(name: str, spelling: Profile, permissions: tuple[str, ...], wlcg: tuple[str, ...],
              scitokens: tuple[str, ...], meaning: str, readers: str) -> Verb:
