@@ -1,4 +1,4 @@
-"""RFC 8628 device authorizations: durable in the database, fast through Redis (SPEC §5.2).
+"""RFC 8628 device authorizations: durable in the database, fast through Redis (RFC 8628 §3).
 
 A device authorization is a row (device code stored as a keyed hash). While it is pending, the
 polling token endpoint reads its state from a small Redis hash and never touches the database;
