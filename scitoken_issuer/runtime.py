@@ -89,7 +89,7 @@ class Runtime:
         if settings.posix_path:
             tree = TreeIndexStore(settings.posix_path, client, max_age=settings.tree_index_max_age)
         policy = ScopePolicy(settings.posix_path, settings.posix_strict, index=tree.get if tree else None,
-                             stat_cache=StatCache(ttl=1.0))
+                             stat_cache=StatCache(ttl=1.0), default_profile=settings.token_profile)
         idp = None
         if settings.idp_address:
             idp = UpstreamIdP(settings.idp_address, settings.idp_client_id, settings.idp_client_secret,

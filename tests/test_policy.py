@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from werkzeug.security import generate_password_hash
@@ -61,10 +61,12 @@ def write_users(path) -> str:
 
 @dataclass
 class Client:
-    """What the scope policy reads of a client: its id and registered scope."""
+    """What the scope policy reads of a client: its id, registered scope and metadata (its
+    ``token_profile`` decides which verifier readings the POSIX rule checks, docs/scopes.md)."""
 
     client_id: str
     scope: str = ""
+    client_metadata: dict = field(default_factory=dict)
 
 
 @pytest.fixture

@@ -131,15 +131,18 @@ def test_parse_scopes_names_first_bad_scope():
 
 
 def test_storage_permissions():
-    """docs/scopes.md: what the POSIX rule checks is every permission a verifier reads into the
-    verb (``write`` = create + modify; a create verb also checks modify because scitokens-cpp reads
-    ``storage.create`` in a WLCG token as ``write``; stage includes read)."""
+    """docs/scopes.md: the POSIX rule checks every permission a verifier reads into the verb as
+    written in the token's profile (``write`` = create + modify; a create verb in a WLCG token is
+    also modify, because scitokens-cpp reads ``storage.create`` there as ``write``; stage includes
+    read); without a profile, the union of both."""
     assert storage_permissions(parse_scope("read:/a")) == ("read",)
-    assert storage_permissions(parse_scope("write:/a")) == ("create", "modify")
-    assert storage_permissions(parse_scope("storage.create:/a")) == ("create", "modify")
-    assert storage_permissions(parse_scope("create:/a")) == ("create", "modify")
-    assert storage_permissions(parse_scope("modify:/a")) == ("create", "modify")
-    assert storage_permissions(parse_scope("storage.stage:/a")) == ("read", "stage")
+    assert storage_permissions(parse_scope("write:/a"), "scitokens") == ("create", "modify")
+    for text in ("storage.create:/a", "create:/a"):
+        assert storage_permissions(parse_scope(text), "wlcg") == ("create", "modify")
+        assert storage_permissions(parse_scope(text), "scitokens") == ("create",)
+        assert storage_permissions(parse_scope(text)) == ("create", "modify")
+    assert storage_permissions(parse_scope("modify:/a"), "scitokens") == ("create", "modify")
+    assert storage_permissions(parse_scope("storage.stage:/a"), "wlcg") == ("read", "stage")
     assert storage_permissions(parse_scope("openid")) == ()
     assert storage_permissions(parse_scope("wlcg.groups:/g")) == ()
     assert storage_permissions(parse_scope("condor:/WRITE")) == ()

@@ -27,7 +27,7 @@ from scitoken_issuer.extensions import db
 
 from .conftest import make_app
 from .support.processes import free_port
-from .test_policy import ALICE, ANA, ATLAS, build_tree, write_users
+from .test_policy import ALICE, ANA, ATLAS, BOB, build_tree, write_users
 from .test_verifiers import SYSTEM_BUNDLE, _cpp_tool, make_tls, run_cpp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds a tree with chown and setuid: needs root")
@@ -59,6 +59,11 @@ def site():
     bundle = base / "bundle.pem"
     bundle.write_bytes((SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b"") + b"\n" + ca.read_bytes())
     root = Path(build_tree(base))
+    drop = root / "data" / "ana" / "drop"  # like /tmp: anyone may create, only owners delete
+    drop.mkdir()
+    drop.chmod(0o1777)
+    (drop / "bob.dat").write_text("bob's")
+    os.chown(drop / "bob.dat", BOB, BOB)
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     app = make_app(base, ISSUER_ADDRESS=url, AUDIENCE=AUDIENCE, POSIX_PATH=str(root),
@@ -143,6 +148,15 @@ def kernel_allows(site: Site, verb: str, path: str) -> bool:
     return done.returncode == 0
 
 
+def register(site: Site, profile: str, scope: str) -> str:
+    """RFC 7591 registration as anyone may do it: a public device-flow client."""
+    registered = requests.post(f"{site.url}/auth/client/registration", timeout=30, json={
+        "client_name": "anyone's tool", "grant_types": [DEVICE_GRANT], "token_endpoint_auth_method": "none",
+        "token_profile": profile, "scope": scope})
+    assert registered.status_code == 201, registered.text
+    return registered.json()["client_id"]
+
+
 def test_device_flow_scitokens_verbs_as_verifiers_read_them(site, trust, tmp_path):
     """An anonymously registered SciTokens client (docs/scopes.md: storage verbs in either
     spelling are storage scopes) asks for ``modify:/data/ana`` and ``create:/data/ana``, which
@@ -151,11 +165,7 @@ def test_device_flow_scitokens_verbs_as_verifiers_read_them(site, trust, tmp_pat
     the kernel allows alice within them, and nothing outside them."""
     import scitokens
 
-    registered = requests.post(f"{site.url}/auth/client/registration", timeout=30, json={
-        "client_name": "anyone's tool", "grant_types": [DEVICE_GRANT], "token_endpoint_auth_method": "none",
-        "token_profile": "scitokens", "scope": ATTACKER_SCOPE})
-    assert registered.status_code == 201, registered.text
-    client_id = registered.json()["client_id"]
+    client_id = register(site, "scitokens", ATTACKER_SCOPE)
     browser = Browser(site)
 
     for scope in ("modify:/data/ana", "create:/data/ana", "read:/data/ana/out modify:/data/ana"):
@@ -192,3 +202,37 @@ def test_device_flow_scitokens_verbs_as_verifiers_read_them(site, trust, tmp_pat
     as_write = run_cpp([tool, created.json()["access_token"], site.url, AUDIENCE, "write", "/data/ana/out/f"],
                        trust, tmp_path)
     assert as_write.returncode != 0, as_write.stdout
+
+
+def test_create_in_each_profile_as_verifiers_read_it(site, trust, tmp_path):
+    """docs/scopes.md: scitokens-cpp reads ``storage.create`` in a WLCG token as ``write`` too, so a
+    WLCG-profile client gets it only where modify would pass; in a sticky directory holding bob's
+    file (alice may create there, not delete) it is ``invalid_scope``. A SciTokens-profile client
+    gets ``create:/p`` there, which scitokens-cpp and the Python Enforcer read as create only."""
+    import scitokens
+
+    browser = Browser(site)
+    tool = _cpp_tool("scitokens-test-access")
+    wlcg = register(site, "wlcg", "storage.create:/data/ana")
+    granted = device_flow(site, browser, wlcg, "storage.create:/data/ana/out")
+    assert granted.status_code == 200, granted.text
+    as_write = run_cpp([tool, granted.json()["access_token"], site.url, AUDIENCE, "write", "/data/ana/out/f"],
+                       trust, tmp_path)
+    assert as_write.returncode == 0, as_write.stdout  # how scitokens-cpp reads it ...
+    assert kernel_allows(site, "modify", "/data/ana/out")  # ... and alice may indeed overwrite there
+    refused = device_flow(site, browser, wlcg, "storage.create:/data/ana/drop")
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope", refused.text
+    assert "sticky" in refused.json()["error_description"]
+
+    sci = register(site, "scitokens", "create:/data/ana")
+    created = device_flow(site, browser, sci, "create:/data/ana/drop")
+    assert created.status_code == 200, created.text
+    token = created.json()["access_token"]
+    assert created.json()["scope"] == "create:/data/ana/drop"
+    assert kernel_allows(site, "create", "/data/ana/drop/new.dat")
+    for verb, allowed in (("create", True), ("write", False), ("modify", False)):
+        done = run_cpp([tool, token, site.url, AUDIENCE, verb, "/data/ana/drop/bob.dat"], trust, tmp_path)
+        assert (done.returncode == 0) is allowed, (verb, done.stdout)
+        enforcer = scitokens.Enforcer(site.url, audience=AUDIENCE)
+        assert enforcer.test(scitokens.SciToken.deserialize(token, audience=AUDIENCE), verb,
+                             "/data/ana/drop/bob.dat") is allowed, verb

@@ -10,7 +10,8 @@ from ..services.tokens import MintedToken, TokenRequest
 
 
 def client_profile(client) -> str:
-    return client.client_metadata.get("token_profile") or runtime().settings.token_profile
+    """The client's token profile, as the scope decision saw it (docs/scopes.md, "Tokens")."""
+    return runtime().policy.token_profile(client)
 
 
 def user_info_claims(user: UserAuthorization, scope: str) -> dict:

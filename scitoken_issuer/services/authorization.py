@@ -18,6 +18,7 @@ from typing import Callable
 from .policy import Refusal, check_client_scopes, client_policy, policy_allows
 from .posix import Decision, LiveSubtree, StatCache, check_scope
 from .posix_rule import SubtreeCheck
+from .scope_verbs import Profile
 from .scopes import Scope, ScopeError, parse_scopes
 from .users import PosixUser
 
@@ -72,18 +73,26 @@ class ScopePolicy:
     """
 
     def __init__(self, root: str | None, strict: bool, index: Callable[[], SubtreeCheck] | None = None,
-                 stat_cache: StatCache | None = None):
+                 stat_cache: StatCache | None = None, default_profile: Profile | None = None):
         self.root = root
         self.strict = strict
         self.index = index
         self.stat_cache = stat_cache
+        #: ``TOKEN_PROFILE``; None (no settings) checks storage verbs as either profile reads them
+        self.default_profile = default_profile
 
-    def check_storage(self, user: PosixUser, scope: Scope) -> Decision:
-        """The POSIX decision for one storage scope (every permission it stands for)."""
+    def token_profile(self, client) -> Profile | None:
+        """The profile of the tokens ``client`` gets: its ``token_profile`` or the default."""
+        metadata = getattr(client, "client_metadata", None) or {}
+        return metadata.get("token_profile") or self.default_profile
+
+    def check_storage(self, user: PosixUser, scope: Scope, profile: Profile | None = None) -> Decision:
+        """The POSIX decision for one storage scope: every permission a verifier reads into it in a
+        ``profile`` token (docs/scopes.md; ``None``: either profile)."""
         index: SubtreeCheck | None = None
         if self.strict:
             index = self.index() if self.index else LiveSubtree(self.root)
-        return check_scope(self.root, user, scope, index=index, stat_cache=self.stat_cache)
+        return check_scope(self.root, user, scope, index=index, stat_cache=self.stat_cache, profile=profile)
 
     def grant_scopes(self, user: PosixUser | None, requested: list[Scope] | str, client,
                      explain: Explain | None = None) -> Grant | Refusal:
@@ -108,7 +117,7 @@ class ScopePolicy:
             if scope.kind == "storage":
                 if self.root is None:
                     return Refusal(scope.raw, "storage scopes are not available: POSIX_PATH is not configured")
-                decision = self.check_storage(user, scope)
+                decision = self.check_storage(user, scope, self.token_profile(client))
                 tell(scope, decision)
                 if not decision.granted:
                     return Refusal(scope.raw, f"{scope.raw} refused: {decision.reason}")

@@ -105,10 +105,9 @@ def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = N
             parsed = parse_scopes(scope)
         except ScopeError as exc:
             raise ClientMetadataError(f"invalid scope: {exc}") from None
-        kept = set(current.scope.split()) if current else set()
-        added = [s.raw for s in parsed if s.kind == "admin" and s.raw not in kept]
-        if added and not admin:  # docs/scopes.md: administrator-only scopes
-            raise PrivilegeError(f"scope {added[0]} is administrator-only (compute and HTCondor scopes "
+        admin_only = next((s.raw for s in parsed if s.kind == "admin"), None)
+        if admin_only and not admin:  # docs/scopes.md, "Administrator-only scopes"
+            raise PrivilegeError(f"scope {admin_only} is administrator-only (compute and HTCondor scopes "
                                  "are set only by an administrator)")
         data["scope"] = " ".join(s.raw for s in parsed)
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 
 from .posix_rule import (R, W, X, Boundary, FileInfo, SubtreeCheck, access_class, explain, is_under,
                          needed_bits, read_info, scope_path)
+from .scope_verbs import Profile
 from .scopes import Scope, ScopeError, storage_permissions, validate_path
 from .users import PosixUser
 
@@ -207,9 +208,11 @@ def check_scope(
     scope: Scope,
     index: SubtreeCheck | None = None,
     stat_cache: StatCache | None = None,
+    profile: Profile | None = None,
 ) -> Decision:
-    """Check every WLCG permission a storage scope needs; the first refusal, or the last grant."""
-    perms = storage_permissions(scope)
+    """Check every WLCG permission a storage scope needs in a ``profile`` token (docs/scopes.md;
+    ``None``: either profile); the first refusal, or the last grant."""
+    perms = storage_permissions(scope, profile)
     if not perms or scope.path is None:
         raise ValueError(f"not a storage scope: {scope.raw}")
     decision: Decision | None = None

@@ -9,10 +9,11 @@ string here: it is either in :data:`VERBS`, and decided by its class, or refused
 
 * ``storage`` verbs are granted by the POSIX rule (docs/scopes.md, "How a storage scope is
   decided"). ``permissions`` are the WLCG permissions the verb stands for (what a client's
-  registered policy must cover); ``checks`` are the permissions the POSIX rule must allow — every
-  permission any verifier reads into the verb in either profile, so no verifier can read more
-  than was checked (scitokens-cpp reads ``storage.create`` in a WLCG token as ``write`` too, hence
-  every create verb also checks ``modify``).
+  registered policy must cover); :meth:`Verb.checks` are the permissions the POSIX rule must
+  allow for a token of a given profile — the verb's own plus everything a verifier reads into
+  the verbs it is written as there (:data:`READ_AS`), so no verifier can read more than was
+  checked. scitokens-cpp reads ``storage.create`` in a WLCG token as ``write`` as well, so there
+  a create verb is also checked as ``modify``; in a SciTokens token it is written ``create``.
 * ``admin`` verbs (compute, job queues, HTCondor authorization levels) come only from a client
   policy an administrator set; anonymous registration cannot hold them.
 
@@ -34,10 +35,24 @@ PathRule = Literal["required", "optional", "none"]
 WLCG_PERMISSIONS = ("read", "create", "modify", "stage")
 
 
+#: What verifiers read into a verb as written in a token of each profile, in WLCG permissions
+#: (the union over scitokens-cpp, the Python Enforcer, XRootD and dCache): scitokens-cpp turns
+#: ``storage.create``/``storage.modify`` in a WLCG token into ``write`` as well; XRootD's ``write``
+#: and ``modify`` both overwrite and delete; dCache reads ``storage.stage`` as read too.
+READ_AS: dict[str, dict[str, tuple[str, ...]]] = {
+    "wlcg": {"storage.read": ("read",), "storage.create": ("create", "modify"),
+             "storage.modify": ("create", "modify"), "storage.stage": ("read", "stage"),
+             "storage.poll": ("stage",)},
+    "scitokens": {"read": ("read",), "write": ("create", "modify"), "create": ("create",),
+                  "modify": ("create", "modify"), "stage": ("stage",), "storage.stage": ("stage",),
+                  "storage.poll": ("stage",)},
+}
+
+
 @dataclass(frozen=True)
 class Verb:
     """One verb: its class, the profile whose spelling it is, whether it takes a path, what it
-    stands for and must be checked against, how it is written in each profile, who reads it."""
+    stands for, how it is written in each profile, what it means and who reads it."""
 
     name: str
     kind: VerbClass
@@ -46,12 +61,22 @@ class Verb:
     meaning: str
     readers: str
     permissions: tuple[str, ...] = ()
-    checks: tuple[str, ...] = ()
     renders: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def rendered(self, profile: Profile) -> tuple[str, ...]:
         """The verbs this one is written as in a ``profile`` token (itself unless translated)."""
         return self.renders.get(profile, (self.name,))
+
+    def checks(self, profile: Profile | None = None) -> tuple[str, ...]:
+        """The WLCG permissions the POSIX rule must allow for this storage verb in a ``profile``
+        token (``None``: whichever profile, the union), in :data:`WLCG_PERMISSIONS` order."""
+        if self.kind != "storage":
+            return ()
+        wanted = set(self.permissions)
+        for each in (profile,) if profile else ("wlcg", "scitokens"):
+            for written in self.rendered(each):
+                wanted.update(READ_AS[each][written])
+        return tuple(p for p in WLCG_PERMISSIONS if p in wanted)
 
     def markdown_row(self) -> str:
         """This verb's row of the table in docs/scopes.md (a test holds the page to this)."""
@@ -60,15 +85,14 @@ class Verb:
         decided = "POSIX rule" if self.kind == "storage" else "administrator's client policy"
         cells = [f"`{self.name}`", "WLCG" if self.spelling == "wlcg" else "SciTokens", self.kind,
                  self.path, names(self.rendered("wlcg")), names(self.rendered("scitokens")),
-                 names(self.permissions), names(self.checks), decided, self.meaning, self.readers]
+                 names(self.permissions), names(self.checks("wlcg")), names(self.checks("scitokens")),
+                 decided, self.meaning, self.readers]
         return "| " + " | ".join(cells) + " |"
 
 
 def _storage(name: str, spelling: Profile, permissions: tuple[str, ...], wlcg: tuple[str, ...],
              scitokens: tuple[str, ...], meaning: str, readers: str) -> Verb:
-    checks = tuple(dict.fromkeys(p for perm in permissions
-                                 for p in ((perm, "modify") if perm == "create" else (perm,))))
-    return Verb(name, "storage", spelling, "required", meaning, readers, permissions, checks,
+    return Verb(name, "storage", spelling, "required", meaning, readers, permissions,
                 {"wlcg": wlcg, "scitokens": scitokens})
 
 

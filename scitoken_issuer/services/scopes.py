@@ -173,11 +173,12 @@ def parse_scopes(scope_string: str | Iterable[str] | None) -> list[Scope]:
     return list(seen.values())
 
 
-def storage_permissions(scope: Scope) -> tuple[str, ...]:
-    """The WLCG permissions the POSIX rule must allow for a storage scope (the verb table's
-    ``checks``: everything any verifier reads into it); ``()`` for other kinds."""
+def storage_permissions(scope: Scope, profile: Profile | None = None) -> tuple[str, ...]:
+    """The WLCG permissions the POSIX rule must allow for a storage scope going into a
+    ``profile`` token (``None``: either): everything a verifier reads into it there
+    (docs/scopes.md); ``()`` for other kinds."""
     verb = scope.verb
-    return verb.checks if verb is not None and verb.kind == "storage" else ()
+    return verb.checks(profile) if verb is not None else ()
 
 
 def policy_permissions(scope: Scope) -> tuple[str, ...]:
