@@ -33,16 +33,17 @@ def safe_next(value: object) -> str:
     """``value`` if it is a path on this issuer, else :data:`DEFAULT_NEXT` (docs/security-web.md).
 
     Never an open redirect: browsers drop tabs and newlines from URLs and read ``\\`` as ``/``, so
-    ``/\\evil``, ``/\t/evil`` and ``//evil`` all leave the site; a CR/LF would break the header.
-    Anything but printable ASCII, a scheme, a network location, or a leading ``//``, ``/\\`` (also
-    percent-encoded) falls back to the default page."""
+    ``/\\evil``, ``/\\t/evil`` and ``//evil`` all leave the site; a CR/LF would break the header.
+    Anything but printable ASCII, a scheme, a network location, a leading ``//`` or ``/\\``, or a
+    dot segment (also percent-encoded, up to three times) falls back to the default page."""
     if not isinstance(value, str) or len(value) > 2048 or not _LOCAL_PATH.fullmatch(value):
         return DEFAULT_NEXT
     decoded = value
     for _ in range(3):  # a proxy or a framework in front may decode once more
-        decoded = unquote(decoded)
-        if not _LOCAL_PATH.fullmatch(decoded.split("?", 1)[0] or "/") or decoded.startswith("//"):
+        path = decoded.split("?", 1)[0]
+        if not _LOCAL_PATH.fullmatch(path) or path.startswith("//") or {".", ".."} & set(path.split("/")):
             return DEFAULT_NEXT
+        decoded = unquote(decoded)
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
         return DEFAULT_NEXT
