@@ -219,3 +219,45 @@ def test_unreachable_counter_store_does_not_block(free_redis_url):
 def free_redis_url():
     from .support.processes import free_port
     return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.mark.e2e
+def test_failure_counters_are_shared_by_every_web_process(issuer_stack, tmp_path):
+    """Two gunicorn masters (two workers each, the Procfile's config) on one Redis: 100 successful
+    client-credentials tokens from one address in parallel, none refused; failures alternating
+    between the servers add up in Redis, so the 11th is a 429 at both."""
+    import json
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+    import requests
+
+    from .support.e2e import Stack
+    from .support.processes import free_port
+
+    service = {"client_id": "site-service", "client_secret": "site-service-secret-0123456789abcdef-01",
+               "client_name": "Site service", "grant_types": ["client_credentials"], "scope": "compute.read"}
+    stack = issuer_stack(worker=False, STATIC_CLIENTS=json.dumps([service]), FAILED_AUTH_LIMIT_ADDRESS="10/minute",
+                         FAILED_AUTH_LIMIT_CLIENT="off")
+    port = free_port()
+    second = Stack(url=f"http://127.0.0.1:{port}", env=stack.env, log_dir=tmp_path, idp=stack.idp, port=port)
+    second.start_web()
+    urls = [f"{stack.url}/auth/token", f"{second.url}/auth/token"]
+    good = (service["client_id"], service["client_secret"])
+
+    def token(index: int, auth=good) -> int:
+        return requests.post(urls[index % 2], data=CC, auth=auth, timeout=30).status_code
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(token, range(100)))
+        print(f"100 client-credentials tokens through 2 servers in {time.monotonic() - started:.2f} s")
+        assert set(statuses) == {200}
+        failures = [token(i, (service["client_id"], f"wrong-{i}")) for i in range(10)]
+        assert failures == [401] * 10
+        assert token(0, (service["client_id"], "wrong")) == 429 and token(1, (service["client_id"], "wrong")) == 429
+        keys = redis.Redis.from_url(stack.env["REDIS_URL"]).keys("*client-auth-by-address*")
+        assert keys, "the failure counter lives in Redis"
+    finally:
+        second.stop()
