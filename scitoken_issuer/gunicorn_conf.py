@@ -1,7 +1,7 @@
 """gunicorn settings of the web process: ``gunicorn -c python:scitoken_issuer.gunicorn_conf ...``.
 
 - The access log goes to stdout with every query-string value, credential and token masked
-  (:mod:`scitoken_issuer.log_redaction`); the app's own log lines go to stderr, masked alike.
+  (:mod:`scitoken_issuer.log_redaction`); every other log line goes to stderr, masked alike.
 - gunicorn trusts no forwarding header from anyone: which proxies may set ``X-Forwarded-*`` is
   the app's ``TRUSTED_PROXIES`` setting, applied by werkzeug's ProxyFix (docs/security-web.md).
 """
@@ -24,22 +24,21 @@ forwarder_headers = ""
 
 
 class RedactingLogger(Logger):
-    """gunicorn's logger whose error and access handlers, and a stderr handler for the app's
-    loggers, all mask secrets."""
+    """gunicorn's logger whose error and access handlers mask secrets, plus a masked stderr handler
+    on the root logger for every other line (the app's audit lines, authlib, SQLAlchemy...)."""
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
             redact_handlers(log)
-        app_log = logging.getLogger("scitoken_issuer")
-        if not any(getattr(h, "_scitoken_issuer", False) for h in app_log.handlers):
+        root = logging.getLogger()
+        if not any(getattr(h, "_scitoken_issuer", False) for h in root.handlers):
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s",
-                                                   self.datefmt))
+            handler.setFormatter(logging.Formatter(
+                "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", self.datefmt))
             handler.addFilter(RedactingFilter())
             handler._scitoken_issuer = True  # type: ignore[attr-defined]
-            app_log.addHandler(handler)
-            app_log.propagate = False  # one line per record, whatever the root logger has
+            root.addHandler(handler)
 
 
 logger_class = RedactingLogger

@@ -144,3 +144,38 @@ def test_no_secret_in_any_log_line(issuer_stack, storage_tree):  # noqa: F811
     assert "GET /auth/device?user_code=[redacted]" in web
     assert '"event": "issue"' in web and "scitoken_issuer.audit" in web  # the app's audit lines reach the log
     assert "exchange_idp_code" in worker
+
+
+def test_gunicorn_logger_masks_every_handler(capsys):
+    """The Procfile's gunicorn logger: access lines, gunicorn's own lines and any other library's
+    lines (through the root logger) are all masked."""
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from scitoken_issuer import gunicorn_conf
+
+    cfg = Config()
+    for name in ("accesslog", "logger_class", "secure_scheme_headers", "forwarded_allow_ips"):
+        cfg.set(name, getattr(gunicorn_conf, name))
+    log = cfg.logger_class(cfg)
+    root = logging.getLogger()
+    try:
+        environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/auth/device?user_code=WDJBM-JHTCK", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "PATH_INFO": "/auth/device", "QUERY_STRING": "user_code=WDJBM-JHTCK", "REMOTE_ADDR": "192.0.2.1",
+                   "HTTP_REFERER": "https://client.example/cb?code=C0DE5ECRET"}
+        response = SimpleNamespace(status="200 OK", headers=[], sent=10)
+        log.access(response, SimpleNamespace(headers=[]), environ, SimpleNamespace(seconds=0, microseconds=1000))
+        log.error("bad request line GET /auth/callback?code=IDPCODE123")
+        logging.getLogger("authlib.test").warning("refresh_token=%s", "rt-secret-value")
+        out, err = capsys.readouterr()
+    finally:  # leave no handler on a stream pytest is about to close
+        for handler in [h for h in root.handlers if getattr(h, "_scitoken_issuer", False)]:
+            root.removeHandler(handler)
+        for logger in (log.error_log, log.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+    assert "GET /auth/device?user_code=[redacted] HTTP/1.1" in out and "cb?code=[redacted]" in out
+    for secret in ("WDJBM-JHTCK", "C0DE5ECRET", "IDPCODE123", "rt-secret-value"):
+        assert secret not in out + err
+    assert "refresh_token=[redacted]" in err and "callback?code=[redacted]" in err
