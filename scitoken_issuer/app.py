@@ -36,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_celery(app)
     init_blueprints(app)
     init_rate_limits(app, settings)
+    init_web_security(app, settings)
     init_cli(app)
     return app
 
@@ -75,7 +76,11 @@ def _development_secret(app: Flask) -> str:
 
 
 def init_logging(app: Flask, settings: Settings) -> None:
+    """The level of our loggers; every process entry (gunicorn, Celery) redacts secrets from its
+    log handlers (:mod:`scitoken_issuer.log_redaction`)."""
+    from .log_redaction import redact_celery_logs
     logging.getLogger("scitoken_issuer").setLevel(settings.log_level)
+    redact_celery_logs()
 
 
 def init_database(app: Flask) -> None:
@@ -101,26 +106,31 @@ def init_celery(app: Flask) -> None:
 
 
 def init_rate_limits(app: Flask, settings: Settings) -> None:
-    """SPEC §8: user-code entry and token polling are rate limited (per client address).
+    """Failures are counted, never work (docs/security-web.md): wrong user codes per address,
+    failed client authentication per address and per client id.
 
-    One limiter per app (shared through Redis when configured), applied to the views here, so
-    that several apps in one process (tests) never share counters."""
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
-    limiter = Limiter(get_remote_address, app=app, storage_uri=settings.redis_url or "memory://",
-                      strategy="moving-window", headers_enabled=True)
-    app.extensions["rate_limiter"] = limiter
-    for endpoint, rate in RATE_LIMITS.items():
-        app.view_functions[endpoint] = limiter.limit(rate)(app.view_functions[endpoint])
+    One counter store per app (Redis when configured, shared by every process; else in this
+    process), so several apps in one process (tests) never share counters."""
+    from .services.failure_limits import (CLIENT_AUTH_BY_ADDRESS, CLIENT_AUTH_BY_CLIENT, WRONG_USER_CODE,
+                                          FailureLimits)
+    app.extensions["failure_limits"] = FailureLimits(_limits_storage(settings.redis_url), {
+        WRONG_USER_CODE: settings.failed_user_code_limit,
+        CLIENT_AUTH_BY_ADDRESS: settings.failed_auth_limit_address,
+        CLIENT_AUTH_BY_CLIENT: settings.failed_auth_limit_client,
+    })
 
 
-#: endpoint -> limit. Polling faster than ``interval`` is answered slow_down (RFC 8628) well
-#: before this; the limit stops floods and user-code guessing (RFC 8628 §5.1).
-RATE_LIMITS = {
-    "oauth.device.verify": "30 per minute",
-    "oauth.token.issue_token": "600 per minute",
-    "oauth.device.device_authorization": "60 per minute",
-}
+def _limits_storage(redis_url: str | None) -> str:
+    """The ``limits`` storage URI of REDIS_URL (it spells a Unix socket ``redis+unix://``)."""
+    if not redis_url:
+        return "memory://"
+    return "redis+unix://" + redis_url[len("unix://"):] if redis_url.startswith("unix://") else redis_url
+
+
+def init_web_security(app: Flask, settings: Settings) -> None:
+    from .web_security import init_browser_security, init_proxies
+    init_proxies(app, settings)
+    init_browser_security(app, settings)
 
 
 def init_cli(app: Flask) -> None:

@@ -31,3 +31,8 @@ csrf = CSRFProtect()
 def runtime():
     """The per-app :class:`scitoken_issuer.runtime.Runtime` (settings and shared services)."""
     return current_app.extensions["scitoken_issuer"]
+
+
+def failure_limits():
+    """The per-app :class:`scitoken_issuer.services.failure_limits.FailureLimits`."""
+    return current_app.extensions["failure_limits"]

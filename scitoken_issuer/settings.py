@@ -74,6 +74,17 @@ def _json_list(name: str, value: str) -> list:
     return data
 
 
+def _rate(name: str, value: str) -> str:
+    """A failure limit in the ``limits`` notation (``20/minute``, ``100 per hour``) or ``off``."""
+    from .services.failure_limits import parse_limit
+    text = str(value).strip()
+    try:
+        item = parse_limit(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a rate such as 20/minute or off, got {value!r}") from None
+    return "off" if item is None else text
+
+
 _UNSET = object()
 
 #: name -> (parser, default, doc). ``None`` defaults mean "unset".
@@ -121,6 +132,14 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "ADMIN_TOKEN": (_str, None, "bearer token that may register privileged clients; unset: CLI only"),
     "STATIC_CLIENTS": (_json_list, [], "JSON list of operator-registered clients (RFC 7591 metadata + client_id/secret)"),
     "DEV_USERS_FILE": (_str, None, "development login users; default config/dev-users.json"),
+    "TRUSTED_PROXIES": (_int(0, 10), 0,
+                        "reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted; 0: none"),
+    "FAILED_USER_CODE_LIMIT": (_rate, "20/minute",
+                               "wrong user codes per client address at the device page (RFC 8628 §5.1), or off"),
+    "FAILED_AUTH_LIMIT_ADDRESS": (_rate, "20/minute",
+                                  "failed client authentications per client address, or off"),
+    "FAILED_AUTH_LIMIT_CLIENT": (_rate, "100/hour",
+                                 "failed client authentications per client id (spares its known addresses), or off"),
     "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
 }
 
@@ -168,6 +187,10 @@ class Settings:
     admin_token: str | None
     static_clients: list
     dev_users_file: str | None
+    trusted_proxies: int
+    failed_user_code_limit: str
+    failed_auth_limit_address: str
+    failed_auth_limit_client: str
     log_level: str
 
     @property

@@ -66,9 +66,11 @@ def chromium() -> Iterator[Browser]:
 
 @dataclass
 class Browsing:
-    """One fresh browser profile (no cookies) and every server error any page in it answered."""
+    """One fresh browser profile (no cookies), every server error any page in it answered, and
+    every message the browser logged about a refused resource (our CSP: docs/security-web.md)."""
     page: Page
     server_errors: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -78,6 +80,8 @@ def browsing(chromium) -> Iterator[Browsing]:
         browsing = Browsing(context.new_page())
         browsing.page.on("response", lambda response: browsing.server_errors.append(
             f"{response.status} {response.request.method} {response.url}") if response.status >= 500 else None)
+        browsing.page.on("console", lambda message: browsing.refused.append(message.text)
+                         if "Content Security Policy" in message.text else None)
         yield browsing
 
 
@@ -130,6 +134,8 @@ def test_device_flow_approved_in_chromium(stack, browsing, tmp_path):
     expect(page.locator(".scope")).to_have_count(len(scope.split()))
     assert sorted(page.locator(".scope").all_text_contents()) == sorted(scope.split())
     expect(page.locator("#refusal")).to_have_count(0)
+    # the stylesheet is a file of the issuer's (no inline style for the CSP to refuse)
+    assert page.evaluate("getComputedStyle(document.body).maxWidth") == "640px"
     screenshot = page.screenshot(path=tmp_path / "device-consent.png", full_page=True)
     assert screenshot.startswith(PNG_SIGNATURE)
     assert (tmp_path / "device-consent.png").read_bytes().startswith(PNG_SIGNATURE)
@@ -141,6 +147,7 @@ def test_device_flow_approved_in_chromium(stack, browsing, tmp_path):
     assert response.status_code == 200, response.text
     tokens = response.json()
     assert tokens["refresh_token"]  # offline_access
+    assert not browsing.refused
     claims = jwt.decode(tokens["access_token"], jwt.PyJWKClient(f"{stack.url}/auth/certs")
                         .get_signing_key_from_jwt(tokens["access_token"]).key,
                         algorithms=["RS256", "ES256"], audience="https://wlcg.cern.ch/jwt/v1/any", issuer=stack.url)
@@ -183,3 +190,20 @@ def test_device_flow_refusal_shown_and_sent_to_the_device(stack, browsing):
     assert response.json()["error"] == "invalid_scope"
     assert scope in response.json()["error_description"]
     assert not browsing.server_errors
+
+
+def test_issuer_pages_cannot_be_framed(stack, browsing):
+    """CSP ``frame-ancestors 'none'`` (clickjacking): another page's iframe of the verification
+    page stays empty in Chromium, and the browser says why."""
+    page = browsing.page
+    page.set_content(f'<iframe id="victim" src="{stack.url}/auth/device"></iframe>')
+    page.wait_for_function("() => window.frames.length === 1")
+    frame = page.frames[1]
+    page.wait_for_function(f"() => document.getElementById('victim').src.startsWith('{stack.url}')")
+    frame.wait_for_load_state()
+    for _ in range(100):  # Playwright delivers console events while it waits
+        if any("frame-ancestors" in message for message in browsing.refused):
+            break
+        page.wait_for_timeout(50)
+    assert any("frame-ancestors" in message for message in browsing.refused), browsing.refused
+    assert 'name="user_code"' not in frame.content()

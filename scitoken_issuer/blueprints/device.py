@@ -5,11 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from ..background import dispatch
-from ..extensions import csrf, db, runtime
+from ..extensions import csrf, db, failure_limits, runtime
 from ..oauth2.server import authorization
 from ..services.device import format_user_code, normalize_user_code
+from ..services.failure_limits import WRONG_USER_CODE, address_key
 from .consent import consent_view
 from .edge import commit_on_success
+from .errors import error_response
 from .login import require_login, signed_in
 
 bp = Blueprint("device", __name__)
@@ -38,10 +40,15 @@ def verify():
     typed = request.values.get("user_code")
     if typed is None:
         return _code_form()
+    address = address_key(request.remote_addr)
+    wait = failure_limits().retry_after(WRONG_USER_CODE, address)
+    if wait is not None:  # RFC 8628 §5.1: guessing codes is stopped before any look-up
+        return error_response(429, "slow_down", "Too many wrong codes were entered from your network. "
+                              f"Please wait {wait} seconds, then try again.", {"Retry-After": str(wait)})
     user_code = normalize_user_code(typed)
-    flow = runtime().device
-    row = flow.pending_by_user_code(user_code) if user_code else None
+    row = runtime().device.pending_by_user_code(user_code) if user_code else None
     if row is None:
+        failure_limits().failed(WRONG_USER_CODE, address)
         return _code_form("That code is not valid or has expired. Check the code on your device and try again.",
                           400, typed[:32])
     login_redirect = require_login()

@@ -21,7 +21,7 @@ from ..services.upstream_idp import UpstreamUnavailable
 logger = logging.getLogger(__name__)
 
 #: Browser endpoints answer with HTML pages.
-BROWSER_PATHS = ("/auth/authorize", "/auth/callback", "/auth/device", "/auth/login")
+BROWSER_PATHS = ("/auth/authorize", "/auth/callback", "/auth/device", "/auth/login", "/auth/logout")
 RETRY_AFTER = "5"
 
 
@@ -49,13 +49,14 @@ def _request_tree_index() -> None:
         logger.warning("could not dispatch rebuild_tree_index: %s", type(exc).__name__)
 
 
-def _browser() -> bool:
+def is_browser_request() -> bool:
+    """Is this one of the pages people open in a browser (HTML answers, CSRF-protected forms)?"""
     return request.path.startswith(BROWSER_PATHS) and not request.path.startswith("/auth/device/code")
 
 
 def error_response(status: int, error: str, description: str, headers: dict | None = None):
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})}
-    if _browser():
+    if is_browser_request():
         body = render_template("error.html", status=status, error=error, description=description)
         return body, status, headers
     response = jsonify(error=error, error_description=description)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
@@ -20,10 +23,30 @@ IDP_STATE_KEY = "idp_login"
 EXCHANGE_TIMEOUT = 30
 
 
-def safe_next(value: str | None) -> str:
-    """Only local paths: never an open redirect."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/auth/device"
+#: Where sign-in and sign-out go when ``next`` is missing or not a local path.
+DEFAULT_NEXT = "/auth/device"
+#: A local path as this issuer writes one: printable ASCII, no space, no backslash.
+_LOCAL_PATH = re.compile(r"/[!-\[\]-~]*")
+
+
+def safe_next(value: object) -> str:
+    """``value`` if it is a path on this issuer, else :data:`DEFAULT_NEXT` (docs/security-web.md).
+
+    Never an open redirect: browsers drop tabs and newlines from URLs and read ``\\`` as ``/``, so
+    ``/\\evil``, ``/\\t/evil`` and ``//evil`` all leave the site; a CR/LF would break the header.
+    Anything but printable ASCII, a scheme, a network location, a leading ``//`` or ``/\\``, or a
+    dot segment (also percent-encoded, up to three times) falls back to the default page."""
+    if not isinstance(value, str) or len(value) > 2048 or not _LOCAL_PATH.fullmatch(value):
+        return DEFAULT_NEXT
+    decoded = value
+    for _ in range(3):  # a proxy or a framework in front may decode once more
+        path = decoded.split("?", 1)[0]
+        if not _LOCAL_PATH.fullmatch(path) or path.startswith("//") or {".", ".."} & set(path.split("/")):
+            return DEFAULT_NEXT
+        decoded = unquote(decoded)
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return DEFAULT_NEXT
     return value
 
 
@@ -82,7 +105,15 @@ def callback():
     return redirect(safe_next(pending.get("next")))
 
 
-@bp.route("/logout", methods=["GET", "POST"])
+@bp.get("/logout")
+def logout_form():
+    """Signing out changes state, so it is a CSRF-protected POST; GET shows the button."""
+    return render_template("logout.html", next=safe_next(request.args.get("next")) if "next" in request.args else "")
+
+
+@bp.post("/logout")
 def logout():
     session.clear()
+    if request.form.get("next"):
+        return redirect(safe_next(request.form["next"]))
     return render_template("message.html", title="Signed out", message="You are signed out of the token issuer.")

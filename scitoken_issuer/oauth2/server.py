@@ -10,6 +10,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, Unsupp
 from ..extensions import db, runtime
 from ..models import Client
 from ..services.scopes import Scope, ScopeError, parse_scopes
+from .client_auth_limits import limited_authentication
 from .tokens import generate_token
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ class AuthorizationServer(_FlaskAuthorizationServer):
             raise GrantTypeError(request.payload.grant_type) from None
 
     def authenticate_client(self, request, methods, endpoint="token"):
+        return limited_authentication(lambda: self._authenticate_client(request, methods, endpoint), request)
+
+    def _authenticate_client(self, request, methods, endpoint):
         try:
             return super().authenticate_client(request, methods, endpoint)
         except ValueError:  # authlib's Basic parser lets "Basic " and non-UTF-8 credentials through

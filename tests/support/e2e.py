@@ -56,8 +56,9 @@ class Stack:
 
     # -- processes ----------------------------------------------------------------------------
     def start_web(self) -> None:
-        argv = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
-                "--graceful-timeout", "3", "scitoken_issuer.wsgi:app"]
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:scitoken_issuer.gunicorn_conf",  # as the Procfile
+                "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4", "--graceful-timeout", "3",
+                "scitoken_issuer.wsgi:app"]
         self.web = ManagedProcess(f"web-{uuid.uuid4().hex[:6]}", argv, self.log_dir, env=self.env).start()
         self.web.wait_for_port(self.port, timeout=60)
 

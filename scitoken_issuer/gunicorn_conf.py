@@ -1,0 +1,44 @@
+"""gunicorn settings of the web process: ``gunicorn -c python:scitoken_issuer.gunicorn_conf ...``.
+
+- The access log goes to stdout with every query-string value, credential and token masked
+  (:mod:`scitoken_issuer.log_redaction`); every other log line goes to stderr, masked alike.
+- gunicorn trusts no forwarding header from anyone: which proxies may set ``X-Forwarded-*`` is
+  the app's ``TRUSTED_PROXIES`` setting, applied by werkzeug's ProxyFix (docs/security-web.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from gunicorn.glogging import Logger
+
+from .log_redaction import RedactingFilter, redact_handlers
+
+accesslog = "-"
+#: X-Forwarded-Proto/-Ssl/-Protocol would make gunicorn set the scheme for any peer in
+#: forwarded_allow_ips; ProxyFix decides instead, per TRUSTED_PROXIES.
+secure_scheme_headers: dict[str, str] = {}
+forwarded_allow_ips = ""
+forwarder_headers = ""
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger whose error and access handlers mask secrets, plus a masked stderr handler
+    on the root logger for every other line (the app's audit lines, authlib, SQLAlchemy...)."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            redact_handlers(log)
+        root = logging.getLogger()
+        if not any(getattr(h, "_scitoken_issuer", False) for h in root.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(
+                "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", self.datefmt))
+            handler.addFilter(RedactingFilter())
+            handler._scitoken_issuer = True  # type: ignore[attr-defined]
+            root.addHandler(handler)
+
+
+logger_class = RedactingLogger

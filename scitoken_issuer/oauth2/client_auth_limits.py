@@ -1,0 +1,72 @@
+"""Failed client authentication is counted per address and per client id (docs/security-web.md).
+
+Wraps :meth:`AuthorizationServer.authenticate_client`, which every endpoint that authenticates a
+client goes through (token, device authorization, introspection, revocation).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Callable
+from urllib.parse import unquote
+
+from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+from flask import request as flask_request
+
+from ..extensions import failure_limits
+from ..services.failure_limits import CLIENT_AUTH_BY_ADDRESS, CLIENT_AUTH_BY_CLIENT, address_key, client_key
+
+
+class TooManyFailures(OAuth2Error):
+    """429 (RFC 6585 §4) with ``Retry-After``; ``slow_down`` is the one registered OAuth error that
+    tells a client to ask less often (RFC 8628 §3.5, registered for the token endpoint in §7.2)."""
+
+    error = "slow_down"
+    status_code = 429
+
+    def __init__(self, retry_after: int):
+        super().__init__(description=f"too many failed client authentications; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+    def get_headers(self):
+        return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
+
+
+def presented_client_id(request) -> str | None:
+    """The client id the request claims (HTTP Basic per RFC 6749 §2.3.1, or the ``client_id``
+    parameter), before anything is verified; None when there is none or it cannot be read."""
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return unquote(decoded.split(":", 1)[0]) or None
+    value = request.payload.client_id if request.payload is not None else None
+    return value if isinstance(value, str) and value else None
+
+
+def limited_authentication(authenticate: Callable[[], object], request):
+    """Run ``authenticate`` unless this address, or this client id from an address it never
+    authenticated from, failed too often; count the failure when it raises ``InvalidClientError``."""
+    limits = failure_limits()
+    address = address_key(flask_request.remote_addr)
+    claimed = presented_client_id(request)
+    client = client_key(claimed) if claimed else None
+    known = client is not None and limits.known_client_address(client, address)
+    wait = limits.retry_after(CLIENT_AUTH_BY_ADDRESS, address)
+    if wait is None and client is not None and not known:
+        wait = limits.retry_after(CLIENT_AUTH_BY_CLIENT, client)
+    if wait is not None:
+        raise TooManyFailures(wait)
+    try:
+        authenticated = authenticate()
+    except InvalidClientError:
+        limits.failed(CLIENT_AUTH_BY_ADDRESS, address)
+        if client is not None:
+            limits.failed(CLIENT_AUTH_BY_CLIENT, client)
+        raise
+    if client is not None and not known:
+        limits.remember_client_address(client, address)
+    return authenticated
