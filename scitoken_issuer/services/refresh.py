@@ -96,7 +96,8 @@ class RefreshService:
             return "the refresh token was revoked"
         if min(token.expires_at, family.expires_at) <= now:
             return "the refresh token has expired"
-        if token.rotated_at is not None and now - token.rotated_at > self.reuse_grace:
+        # rotated_at has whole seconds: compare whole seconds, or the window would shrink by up to one
+        if token.rotated_at is not None and int(now) - token.rotated_at > self.reuse_grace:
             self.revoke_family(family.id, "refresh token reused after rotation")
             return "refresh token reuse detected: every token of this authorization was revoked"
         return None
