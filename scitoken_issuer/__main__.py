@@ -1,4 +1,4 @@
-"""``python -m scitoken_issuer``: the embedded all-in-one issuer (SPEC §2).
+"""``python -m scitoken_issuer``: the embedded all-in-one issuer.
 
 Applies the database migrations for the embedded SQLite default, makes sure a signing key
 exists, prints what it is using, then serves with gunicorn on HOST:PORT. Ctrl-C stops it.

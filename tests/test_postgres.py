@@ -1,4 +1,4 @@
-"""The issuer core against a real PostgreSQL (SPEC §2 production database; issue 2 "PostgreSQL as
+"""The issuer core against a real PostgreSQL (the production database; issue 2 "PostgreSQL as
 well as SQLite"): migrations, RFC 7591 registration, RFC 6749 §4.4 client credentials, RFC 7662
 introspection, RFC 7009 revocation and the first-key race between processes."""
 

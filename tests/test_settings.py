@@ -1,4 +1,4 @@
-"""Settings (SPEC §3): defaults, validation with one clear line, production safety."""
+"""Settings (``scitoken-issuer settings``): defaults, validation with one clear line, production safety."""
 
 from __future__ import annotations
 
