@@ -11,6 +11,7 @@ concurrent refreshes never fork the family (:meth:`RefreshService.rotate`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
 
@@ -55,7 +56,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             self._refused(family, problem)
         return RefreshCredential(token, family, refresh_token)
 
-    def _refused(self, family: RefreshFamily, problem: str):
+    def _refused(self, family: RefreshFamily, problem: str) -> NoReturn:
         audit("issue", "refused", subject=family.subject, client_id=family.client_id, reason=problem,
               grant_type="refresh_token")
         raise InvalidGrantError(problem)
