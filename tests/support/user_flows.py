@@ -1,5 +1,5 @@
-"""User flows through the app's test client with the development login (``config/dev-users.json``):
-the device flow (RFC 8628) and the authorization code flow with PKCE (RFC 6749 §4.1, RFC 7636).
+"""Whole user flows through the app's test client with the development login (the steps are in
+``dev_login``): the device flow (RFC 8628) and the code flow with PKCE (RFC 6749 §4.1, RFC 7636).
 
 For tests of what the issuer puts in tokens; the same flows through real processes (gunicorn,
 the upstream IdP) are in ``tests/test_e2e_flows.py``.
@@ -7,39 +7,16 @@ the upstream IdP) are in ``tests/test_e2e_flows.py``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-import secrets
-from urllib.parse import parse_qs, urlencode, urlsplit
-
 import jwt as pyjwt
+
+from .dev_login import approve, authorize_url, csrf_token, pkce, sign_in
+from .dev_login import redirect_params as _redirect_params
+
+__all__ = ["DEVICE_GRANT", "REDIRECT_URI", "approve_code", "authorize_query", "code_tokens", "csrf_token",
+           "device_start", "device_tokens", "pkce", "redirect_params", "refresh", "sign_in", "verify"]
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
-USER, PASSWORD = "alice", "alice-dev-password"
-_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_token(html: str) -> str:
-    match = _CSRF.search(html)
-    assert match, f"no CSRF token in page:\n{html[:1000]}"
-    return match.group(1)
-
-
-def pkce() -> tuple[str, str]:
-    """(code_verifier, S256 code_challenge)."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-def sign_in(client, next_path: str = "/auth/device") -> None:
-    form = client.get(f"/auth/login?next={next_path}")
-    assert form.status_code == 200, form.get_data(as_text=True)
-    done = client.post("/auth/login", data={"username": USER, "password": PASSWORD, "next": next_path,
-                                            "csrf_token": csrf_token(form.get_data(as_text=True))})
-    assert done.status_code == 302, done.get_data(as_text=True)
 
 
 def device_start(client, client_id: str, scope: str, **extra) -> tuple[int, dict]:
@@ -63,27 +40,21 @@ def device_tokens(client, client_id: str, scope: str, **extra) -> dict:
 
 
 def authorize_query(client_id: str, scope: str, challenge: str | None, state: str = "st-1", **extra) -> str:
-    params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI, "scope": scope,
-              "state": state, **extra}
+    """The authorization request; ``challenge=None`` sends no PKCE."""
+    params = {"client_id": client_id, "redirect_uri": REDIRECT_URI, "scope": scope, "state": state, **extra}
     if challenge is not None:
         params.update(code_challenge=challenge, code_challenge_method="S256")
-    return "/auth/authorize?" + urlencode(params)
+    return authorize_url(**params)
 
 
 def redirect_params(response) -> dict[str, str]:
     """The query of a redirect back to ``REDIRECT_URI``."""
-    assert response.status_code == 302, response.get_data(as_text=True)
-    location = urlsplit(response.headers["Location"])
-    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI, location
-    return {k: v[0] for k, v in parse_qs(location.query).items()}
+    return _redirect_params(response, REDIRECT_URI)
 
 
 def approve_code(client, url: str) -> dict[str, str]:
     """Show the consent page for ``url`` (signed in), approve it: the redirect's parameters."""
-    page = client.get(url)
-    assert page.status_code == 200, page.get_data(as_text=True)
-    return redirect_params(client.post(url, data={"decision": "approve",
-                                                  "csrf_token": csrf_token(page.get_data(as_text=True))}))
+    return redirect_params(approve(client, url))
 
 
 def code_tokens(client, client_id: str, scope: str, auth: dict | None = None, **extra) -> dict:
