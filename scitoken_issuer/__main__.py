@@ -1,4 +1,4 @@
-"""``python -m scitoken_issuer``: the embedded all-in-one issuer (SPEC §2).
+"""``python -m scitoken_issuer``: the embedded all-in-one issuer.
 
 Applies the database migrations for the embedded SQLite default, makes sure a signing key
 exists, prints what it is using, then serves with gunicorn on HOST:PORT. Ctrl-C stops it.
@@ -56,7 +56,7 @@ def prepare(app) -> list[str]:
             f"tasks         {'Celery over ' + settings.redis_url if settings.redis_url else 'in process (no REDIS_URL)'}",
             f"login         {'upstream IdP ' + settings.idp_address if settings.idp_address else 'DEVELOPMENT LOGIN (no IDP_ADDRESS): not for production'}",
             f"signing key   {key.alg} kid={key.kid}" + ("" if id_key.kid == key.kid else f"; ID tokens RS256 kid={id_key.kid}"),
-            f"token profile {settings.token_profile}, audience {settings.audience}",
+            f"token profile {settings.token_profile}, audience {settings.audience or 'per profile (any)'}",
             f"storage root  {settings.posix_path or '(POSIX_PATH unset: storage scopes are refused)'}",
             f"groups        {'LDAP ' + settings.ldap_url if settings.use_ldap else 'system (NSS)'}",
             f"instance      {app.instance_path}",

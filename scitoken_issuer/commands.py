@@ -14,12 +14,13 @@ from .extensions import db, runtime
 from .services.clients import ClientMetadataError
 from .settings import describe
 
-client_cli = AppGroup("client", help="Register, list, show and delete OAuth clients.")
+client_cli = AppGroup("client", help="Register, list, show, update and delete OAuth clients.")
 keys_cli = AppGroup("keys", help="Inspect and rotate signing keys.")
 
 
 def _client_json(client) -> dict:
-    return {**client.client_info, "source": client.source, **client.client_metadata}
+    return {**client.client_info, "source": client.source, **client.client_metadata,
+            "pkce_required": client.needs_pkce}
 
 
 @client_cli.command("add")
@@ -34,20 +35,26 @@ def _client_json(client) -> dict:
               default="client_secret_basic", show_default=True)
 @click.option("--profile", type=click.Choice(["wlcg", "scitokens"]), help="token profile for this client")
 @click.option("--client-id", help="choose the client id (default: random)")
-def client_add(client_name, grant_types, redirect_uris, scope, public, auth_method, profile, client_id):
+@click.option("--pkce-required/--no-pkce-required", default=True, show_default=True,
+              help="require PKCE on authorization requests (RFC 9700 §2.1.1); only a confidential "
+                   "client that cannot send code_challenge should be exempted")
+def client_add(client_name, grant_types, redirect_uris, scope, public, auth_method, profile, client_id,
+               pkce_required):
     """Register a client as an administrator (may hold privileged grants). Prints the secret once."""
     metadata = {"client_name": client_name, "grant_types": list(grant_types) or None,
                 "redirect_uris": list(redirect_uris), "scope": scope, "token_profile": profile,
                 "token_endpoint_auth_method": "none" if public else auth_method}
     try:
         registration = runtime().clients.register({k: v for k, v in metadata.items() if v},
-                                                  admin=True, source="admin", client_id=client_id)
+                                                  admin=True, source="admin", client_id=client_id,
+                                                  pkce_required=pkce_required)
     except ClientMetadataError as exc:
         raise click.ClickException(exc.description) from None
     db.session.commit()
     out = {"source": registration.client.source, **runtime().clients.information(
         registration.client, client_secret=registration.client_secret,
-        registration_access_token=registration.registration_access_token)}
+        registration_access_token=registration.registration_access_token),
+        "pkce_required": registration.client.needs_pkce}
     click.echo(json.dumps(out, indent=2))
 
 
@@ -82,6 +89,28 @@ def client_registration_token(client_id):
     db.session.commit()
     click.echo(json.dumps({"registration_client_uri": clients.registration_uri(client),
                            "registration_access_token": token}, indent=2))
+
+
+@client_cli.command("update")
+@click.argument("client_id")
+@click.option("--pkce-required/--no-pkce-required", default=None,
+              help="require PKCE on this client's authorization requests, or exempt it (confidential only)")
+def client_update(client_id, pkce_required):
+    """Change what only an administrator decides about a client."""
+    clients = runtime().clients
+    client = clients.get(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id}")
+    if client.source == "static":
+        raise click.ClickException(f"{client_id} is defined in STATIC_CLIENTS; change it there")
+    if pkce_required is None:
+        raise click.UsageError("nothing to change: give --pkce-required or --no-pkce-required")
+    try:
+        clients.set_pkce_required(client, pkce_required)
+    except ClientMetadataError as exc:
+        raise click.ClickException(exc.description) from None
+    db.session.commit()
+    click.echo(json.dumps(_client_json(client), indent=2))
 
 
 @client_cli.command("delete")

@@ -94,7 +94,8 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "HOST": (_str, "127.0.0.1", "address `python -m scitoken_issuer` listens on"),
     "PORT": (_int(1, 65535), 8080, "port `python -m scitoken_issuer` listens on"),
     "ISSUER_ADDRESS": (_url(("http", "https")), None, "public address of this issuer; default http://HOST:PORT"),
-    "AUDIENCE": (_str, "https://wlcg.cern.ch/jwt/v1/any", "default `aud` of access tokens"),
+    "AUDIENCE": (_str, None, "the `aud` of every access token (clients may ask only for it); unset: the "
+                 "profile's any-audience (WLCG https://wlcg.cern.ch/jwt/v1/any, SciTokens ANY), narrowable"),
     "IDP_ADDRESS": (_url(("http", "https")), None, "upstream OIDC identity provider; unset: development login"),
     "IDP_CLIENT_ID": (_str, None, "this issuer's client id at the upstream IdP"),
     "IDP_CLIENT_SECRET": (_str, None, "this issuer's client secret at the upstream IdP"),
@@ -152,7 +153,7 @@ class Settings:
     host: str
     port: int
     issuer_address: str
-    audience: str
+    audience: str | None
     idp_address: str | None
     idp_client_id: str | None
     idp_client_secret: str | None

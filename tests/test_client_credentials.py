@@ -1,4 +1,4 @@
-"""RFC 6749 §4.4 client credentials through ``/auth/token``, with SPEC §5.4 and §6 on top:
+"""RFC 6749 §4.4 client credentials through ``/auth/token``, with docs/tokens.md on top:
 scopes only from the client's registered policy, both token profiles, every claim, and a
 signature that an independent JOSE library (PyJWT) verifies against the published JWKS."""
 
@@ -11,6 +11,7 @@ from .conftest import basic_auth
 
 TOKEN = "/auth/token"
 ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
+SCITOKENS_ANY = "ANY"
 CLAIMS = ("iss", "sub", "aud", "iat", "nbf", "exp", "jti", "scope", "client_id")
 
 
@@ -53,7 +54,7 @@ def test_client_secret_post(client, make_client):
 
 
 def test_every_spec_claim_is_present(client, make_client):
-    """SPEC §6: iss, sub, aud, iat, nbf, exp, jti, scope, client_id; exp - iat is the lifetime."""
+    """docs/tokens.md: iss, sub, aud, iat, nbf, exp, jti, scope, client_id; exp - iat is the lifetime."""
     registered, secret = make_client()
     first = verify(client, request_token(client, registered, secret).get_json()["access_token"])
     second = verify(client, request_token(client, registered, secret).get_json()["access_token"])
@@ -74,7 +75,7 @@ def test_no_scope_gives_whole_registered_scope(client, make_client):
 
 
 def test_narrower_scope_inside_policy(client, make_client):
-    """SPEC §5.4: a subset, or a path below a registered path, is within the client's policy."""
+    """docs/tokens.md: a subset, or a path below a registered path, is within the client's policy."""
     registered, secret = make_client(scope="storage.read:/data storage.create:/data/out compute.read")
     body = request_token(client, registered, secret, scope="storage.read:/data/run1 compute.read").get_json()
     assert body["scope"] == "storage.read:/data/run1 compute.read"
@@ -91,7 +92,7 @@ def test_narrower_scope_inside_policy(client, make_client):
     ("wlcg.groups", "wlcg.groups"),
 ])
 def test_scope_outside_policy_is_refused(client, make_client, scope, refused):
-    """SPEC §5.4/§7: never unchecked — ``invalid_scope`` naming the first refused scope, no token."""
+    """RFC 6749 §5.2: never unchecked — ``invalid_scope`` naming the first refused scope, no token."""
     registered, secret = make_client(scope="storage.read:/data storage.create:/data/out compute.read")
     response = request_token(client, registered, secret, scope=scope)
     assert response.status_code == 400
@@ -113,7 +114,7 @@ def test_malformed_scope_is_invalid_scope(client, make_client, scope):
 
 
 def test_client_without_registered_scope_gets_nothing(client, make_client):
-    """SPEC §5.4 / policy: a client acting for itself gets nothing it did not register."""
+    """RFC 6749 §4.4 / client policy: a client acting for itself gets nothing it did not register."""
     registered, secret = make_client(scope=None)
     response = request_token(client, registered, secret, scope="storage.read:/data")
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_scope"
@@ -140,7 +141,7 @@ def test_public_client_is_refused(client, make_client):
 
 @pytest.mark.parametrize("grant", ["client_credentials"])
 def test_public_client_cannot_even_be_registered_privileged(make_client, grant):
-    """SPEC §8: a public client never holds a privileged grant (refused at registration)."""
+    """RFC 6749 §4.4: client credentials only for confidential clients (refused at registration)."""
     from scitoken_issuer.services.clients import ClientMetadataError
 
     with pytest.raises(ClientMetadataError):
@@ -148,7 +149,8 @@ def test_public_client_cannot_even_be_registered_privileged(make_client, grant):
 
 
 def test_audience_narrowing(client, make_client):
-    """SPEC §6: ``aud`` narrowed by the ``audience`` parameter (default is the WLCG "any" audience)."""
+    """docs/tokens.md "Audience": ``aud`` narrowed by the ``audience`` parameter (default: the
+    profile's "any" audience)."""
     registered, secret = make_client()
     one = request_token(client, registered, secret, audience="https://se.example.org").get_json()
     assert verify(client, one["access_token"], audience="https://se.example.org")["aud"] == "https://se.example.org"
@@ -168,7 +170,7 @@ def test_malformed_audience_is_invalid_request(client, make_client, audience):
 
 @pytest.mark.parametrize("app_config", [{"AUDIENCE": "https://only.example.org"}])
 def test_audience_cannot_change_a_fixed_default(client, make_client, app_config):
-    """SPEC §6: narrowing is allowed only "where the client is allowed to": not away from a fixed AUDIENCE."""
+    """docs/tokens.md "Audience": a site's fixed ``AUDIENCE`` is the only audience a client may ask."""
     registered, secret = make_client()
     refused = request_token(client, registered, secret, audience="https://se.example.org")
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_request"
@@ -180,7 +182,7 @@ def test_audience_cannot_change_a_fixed_default(client, make_client, app_config)
 
 
 def test_wlcg_profile(client, make_client):
-    """SPEC §6 WLCG profile: ``wlcg.ver`` "1.0", storage.* scopes, no SciTokens ``ver``."""
+    """docs/tokens.md, WLCG profile: ``wlcg.ver`` "1.0", storage.* scopes, no SciTokens ``ver``."""
     registered, secret = make_client(token_profile="wlcg",
                                      scope="storage.read:/data storage.create:/data/out storage.modify:/data/out")
     claims = verify(client, request_token(client, registered, secret).get_json()["access_token"])
@@ -190,12 +192,13 @@ def test_wlcg_profile(client, make_client):
 
 def test_scitokens_profile(client, make_client):
     """docs/scopes.md SciTokens 2.0 profile: ``ver`` "scitoken:2.0"; storage.read → read,
-    storage.create → create (never write), storage.modify → write; no ``wlcg.ver``."""
+    storage.create → create (never write), storage.modify → write; no ``wlcg.ver``; ``aud``
+    defaults to ``ANY`` (docs/tokens.md, "Audience")."""
     registered, secret = make_client(token_profile="scitokens",
                                      scope="storage.read:/data storage.create:/data/out storage.modify:/data/out")
     body = request_token(client, registered, secret).get_json()
-    claims = verify(client, body["access_token"])
-    assert claims["ver"] == "scitoken:2.0" and "wlcg.ver" not in claims
+    claims = verify(client, body["access_token"], audience=SCITOKENS_ANY)
+    assert claims["ver"] == "scitoken:2.0" and "wlcg.ver" not in claims and claims["aud"] == SCITOKENS_ANY
     scopes = claims["scope"].split()
     assert scopes == ["read:/data", "create:/data/out", "write:/data/out"]
     assert body["scope"] == claims["scope"]
@@ -203,15 +206,16 @@ def test_scitokens_profile(client, make_client):
 
 @pytest.mark.parametrize("app_config", [{"TOKEN_PROFILE": "scitokens"}])
 def test_default_profile_from_settings(client, make_client, app_config):
-    """SPEC §3 ``TOKEN_PROFILE``: the issuer default applies when the client has no override."""
+    """``TOKEN_PROFILE``: the issuer default applies when the client has no override."""
     registered, secret = make_client(scope="storage.read:/data")
-    claims = verify(client, request_token(client, registered, secret).get_json()["access_token"])
+    claims = verify(client, request_token(client, registered, secret).get_json()["access_token"],
+                    audience=SCITOKENS_ANY)
     assert claims["ver"] == "scitoken:2.0" and claims["scope"] == "read:/data"
 
 
 @pytest.mark.parametrize("app_config", [{"KEY_TYPE": "ES256"}])
 def test_es256_token_verifies(client, make_client, app_config):
-    """SPEC §3 ``KEY_TYPE`` ES256: a P-256 signature, verified with the published JWK."""
+    """``KEY_TYPE`` ES256: a P-256 signature, verified with the published JWK."""
     registered, secret = make_client()
     token = request_token(client, registered, secret).get_json()["access_token"]
     assert pyjwt.get_unverified_header(token)["alg"] == "ES256"
@@ -230,7 +234,7 @@ def test_token_is_not_signed_by_another_key(client, make_client):
 
 
 def test_issuance_is_audited_without_the_token(client, make_client, caplog):
-    """SPEC §8: one audit line per issuance (client, scopes, jti), never the token itself."""
+    """Audit: one audit line per issuance (client, scopes, jti), never the token itself."""
     registered, secret = make_client()
     with caplog.at_level("INFO", logger="scitoken_issuer.audit"):
         body = request_token(client, registered, secret).get_json()

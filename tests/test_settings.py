@@ -1,4 +1,4 @@
-"""Settings (SPEC §3): defaults, validation with one clear line, production safety."""
+"""Settings (``scitoken-issuer settings``): defaults, validation with one clear line, production safety."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_defaults_match_the_spec():
     assert (s.device_code_lifetime, s.device_poll_interval, s.auth_code_lifetime) == (600, 5, 60)
     assert s.idp_username_claim == "preferred_username" and s.group_cache_ttl == 300
     assert (s.host, s.port) == ("127.0.0.1", 8080) and s.issuer_address == "http://127.0.0.1:8080"
-    assert s.posix_strict is True and s.audience == "https://wlcg.cern.ch/jwt/v1/any"
+    assert s.posix_strict is True and s.audience is None  # per profile (docs/tokens.md, "Audience")
     assert s.static_clients == [] and s.dev_login
 
 

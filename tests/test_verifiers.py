@@ -1,4 +1,4 @@
-"""SPEC §6: tokens pass the real verifiers storage services use — the Python ``scitokens`` library
+"""docs/tokens.md: tokens pass the real verifiers storage services use — the Python ``scitokens`` library
 (``SciToken.deserialize``, ``Enforcer``) and scitokens-cpp (``scitokens-verify``,
 ``scitokens-test-access``) — fetching the keys from a real HTTPS issuer (RFC 8414 discovery,
 RFC 7517 JWKS), for RS256 and ES256 keys and both token profiles."""
@@ -76,6 +76,7 @@ class HttpsIssuer:
     clients: dict  # profile -> (client_id, secret)
 
     def token(self, profile: str, **form) -> str:
+        """A client-credentials token; ``audience=None`` sends no ``audience`` (the default)."""
         client_id, secret = self.clients[profile]
         form.setdefault("grant_type", "client_credentials")
         form.setdefault("audience", AUDIENCE)
@@ -142,7 +143,7 @@ def test_https_discovery_points_at_the_https_jwks(https_issuer, trust):
 
 @pytest.mark.parametrize("profile", ["wlcg", "scitokens"])
 def test_python_scitokens_deserialize(https_issuer, trust, profile):
-    """SPEC §6: ``SciToken.deserialize`` fetches the keys from the issuer and accepts the token."""
+    """docs/tokens.md: ``SciToken.deserialize`` fetches the keys from the issuer and accepts the token."""
     import scitokens
 
     token = https_issuer.token(profile)
@@ -156,7 +157,7 @@ def test_python_scitokens_deserialize(https_issuer, trust, profile):
 
 
 def test_python_scitokens_rejects_other_audience(https_issuer, trust):
-    """SPEC §6: ``aud`` is enforced by the verifier."""
+    """docs/tokens.md: ``aud`` is enforced by the verifier."""
     import scitokens
 
     token = scitokens.SciToken.deserialize(https_issuer.token("scitokens"))
@@ -165,7 +166,7 @@ def test_python_scitokens_rejects_other_audience(https_issuer, trust):
 
 
 def test_python_scitokens_enforcer_scitokens_profile(https_issuer, trust):
-    """SPEC §6 SciTokens 2.0: the ``Enforcer`` grants read under /data, write only under /data/out.
+    """docs/tokens.md, SciTokens 2.0: the ``Enforcer`` grants read under /data, write only under /data/out.
 
     (The Python ``Enforcer`` is for SciTokens tokens only: it has no storage.* mapping and checks a
     token without ``ver: scitoken:2.0`` against the closed SciTokens 1.0 claim set, so WLCG-profile
@@ -181,7 +182,7 @@ def test_python_scitokens_enforcer_scitokens_profile(https_issuer, trust):
 
 
 def test_python_scitokens_narrowed_scope(https_issuer, trust):
-    """SPEC §5.4: a token asked for a narrower path grants only that path."""
+    """docs/tokens.md "scope": a token asked for a narrower path grants only that path."""
     import scitokens
 
     token = scitokens.SciToken.deserialize(https_issuer.token("scitokens", scope="storage.read:/data/run1"),
@@ -218,7 +219,7 @@ def run_cpp(argv: list[str], bundle: Path, tmp_path: Path) -> subprocess.Complet
 
 @pytest.mark.parametrize("profile", ["wlcg", "scitokens"])
 def test_scitokens_cpp_verify(https_issuer, trust, tmp_path, profile):
-    """SPEC §6: ``scitokens-verify`` (scitokens-cpp) fetches the keys and accepts the token."""
+    """docs/tokens.md: ``scitokens-verify`` (scitokens-cpp) fetches the keys and accepts the token."""
     tool = _cpp_tool("scitokens-verify")
     done = run_cpp([tool, https_issuer.token(profile)], trust, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -239,7 +240,7 @@ def test_scitokens_cpp_rejects_tampered_token(https_issuer, trust, tmp_path):
 
 
 def test_scitokens_cpp_enforcer(https_issuer, trust, tmp_path):
-    """SPEC §6: scitokens-cpp's enforcer (``scitokens-test-access``) allows read under /data and
+    """docs/tokens.md: scitokens-cpp's enforcer (``scitokens-test-access``) allows read under /data and
     refuses write there for a SciTokens 2.0 token."""
     tool = _cpp_tool("scitokens-test-access")
     token = https_issuer.token("scitokens")
@@ -252,10 +253,60 @@ def test_scitokens_cpp_enforcer(https_issuer, trust, tmp_path):
 
 
 def test_scitokens_cpp_enforcer_wlcg(https_issuer, trust, tmp_path):
-    """SPEC §6: scitokens-cpp's enforcer accepts a WLCG 1.0 token's storage.read scope."""
+    """docs/tokens.md: scitokens-cpp's enforcer accepts a WLCG 1.0 token's storage.read scope."""
     tool = _cpp_tool("scitokens-test-access")
     token = https_issuer.token("wlcg")
     allowed = run_cpp([tool, token, https_issuer.url, AUDIENCE, "read", "/data/x"], trust, tmp_path)
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     refused = run_cpp([tool, token, https_issuer.url, AUDIENCE, "create", "/data/x"], trust, tmp_path)
     assert refused.returncode != 0, refused.stdout + refused.stderr
+
+
+# -- the default audience per profile (docs/tokens.md, "Audience") ------------------------------
+# The issuer here sets no AUDIENCE. A site's verifier is configured with its own audience and
+# must accept a token whose ``aud`` is the profile's "any" value: scitokens-cpp honours
+# https://wlcg.cern.ch/jwt/v1/any only in WLCG tokens and ANY only in SciTokens 2.0 tokens.
+
+def test_python_enforcer_accepts_default_audience_scitokens(https_issuer, trust):
+    """docs/tokens.md "Audience": a SciTokens-profile token asked with no ``audience`` carries
+    ``ANY``, which ``Enforcer(audience=<site>)`` accepts (it refused the WLCG URI it had before).
+
+    (The Python library has no WLCG profile: it knows neither ``storage.*`` scopes nor the WLCG
+    "any" URI, so WLCG tokens are checked with scitokens-cpp below.)"""
+    import scitokens
+
+    token = scitokens.SciToken.deserialize(https_issuer.token("scitokens", audience=None))
+    assert token["aud"] == "ANY"
+    enforcer = scitokens.Enforcer(https_issuer.url, audience=AUDIENCE)
+    assert enforcer.test(token, "read", "/data/x"), enforcer.last_failure
+    assert not enforcer.test(token, "write", "/data/x")
+
+
+@pytest.mark.parametrize("profile", ["wlcg", "scitokens"])
+def test_scitokens_cpp_accepts_default_audience(https_issuer, trust, tmp_path, profile):
+    """docs/tokens.md "Audience": ``scitokens-test-access`` with the site's audience accepts a
+    token of either profile asked with no ``audience`` (scitokens-cpp's per-profile "any")."""
+    tool = _cpp_tool("scitokens-test-access")
+    token = https_issuer.token(profile, audience=None)
+    allowed = run_cpp([tool, token, https_issuer.url, AUDIENCE, "read", "/data/x"], trust, tmp_path)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+
+@pytest.mark.parametrize("profile", ["wlcg", "scitokens"])
+def test_narrowed_audience_is_refused_elsewhere(https_issuer, trust, tmp_path, profile):
+    """docs/tokens.md "Audience": a token narrowed to another service is refused by a verifier
+    of this one — scitokens-cpp for both profiles, the Python ``Enforcer`` for SciTokens — and
+    accepted by the service it names."""
+    tool = _cpp_tool("scitokens-test-access")
+    token = https_issuer.token(profile, audience="https://other.example.org")
+    refused = run_cpp([tool, token, https_issuer.url, AUDIENCE, "read", "/data/x"], trust, tmp_path)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    named = run_cpp([tool, token, https_issuer.url, "https://other.example.org", "read", "/data/x"], trust, tmp_path)
+    assert named.returncode == 0, named.stdout + named.stderr
+    if profile == "scitokens":
+        import scitokens
+
+        parsed = scitokens.SciToken.deserialize(token)
+        assert not scitokens.Enforcer(https_issuer.url, audience=AUDIENCE).test(parsed, "read", "/data/x")
+        assert scitokens.Enforcer(https_issuer.url, audience="https://other.example.org").test(
+            parsed, "read", "/data/x")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 
 from authlib.oauth2.rfc6749 import ClientMixin
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, Boolean, Integer, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db, runtime
@@ -32,6 +32,9 @@ class Client(db.Model, ClientMixin):
     #: administrator, CLI or admin token), "static" (STATIC_CLIENTS)
     source: Mapped[str] = mapped_column(String(16))
     client_metadata: Mapped[dict] = mapped_column(JSON)
+    #: RFC 9700 §2.1.1: PKCE on every authorization request. Only an administrator may clear it
+    #: (CLI ``--no-pkce-required``, ``STATIC_CLIENTS``), and never for a public client.
+    pkce_required: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     # -- metadata accessors -------------------------------------------------------------------
     @property
@@ -62,6 +65,11 @@ class Client(db.Model, ClientMixin):
     @property
     def is_public(self) -> bool:
         return self.token_endpoint_auth_method == "none"
+
+    @property
+    def needs_pkce(self) -> bool:
+        """Whether an authorization request must carry ``code_challenge`` (docs/tokens.md, "PKCE")."""
+        return self.is_public or self.pkce_required is not False
 
     @property
     def privileged(self) -> bool:

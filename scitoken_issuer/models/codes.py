@@ -49,3 +49,5 @@ class DeviceCode(db.Model):
     denial_reason: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[int | None] = mapped_column(Integer)
     claims: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: the ``audience`` asked at the device authorization endpoint (space separated), None: default
+    audience: Mapped[str | None] = mapped_column(Text)

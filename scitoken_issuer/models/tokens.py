@@ -43,7 +43,9 @@ class IssuedToken(db.Model):
 
 
 class RefreshFamily(db.Model):
-    """A chain of rotated refresh tokens from one user authorization (SPEC §5.3)."""
+    """A chain of rotated refresh tokens from one user authorization (docs/tokens.md, "Refresh
+    families"). ``audience`` is the narrowed ``aud`` (space separated) every refresh keeps; None
+    means the issuer's default. ``refreshed_at`` is updated under the row lock of each rotation."""
 
     __tablename__ = "refresh_families"
 
@@ -57,10 +59,13 @@ class RefreshFamily(db.Model):
     idp_checked_at: Mapped[int | None] = mapped_column(Integer)
     revoked_at: Mapped[int | None] = mapped_column(Integer)
     revoked_reason: Mapped[str | None] = mapped_column(String(255))
+    audience: Mapped[str | None] = mapped_column(Text)
+    refreshed_at: Mapped[int | None] = mapped_column(Integer)
 
 
 class RefreshToken(db.Model):
-    """One refresh token of a family, by keyed hash. ``rotated_at`` marks it used."""
+    """One refresh token of a family, by keyed hash. ``rotated_at`` marks it used; its one
+    successor is derived from it (:meth:`~scitoken_issuer.services.refresh.RefreshService.rotate`)."""
 
     __tablename__ = "refresh_tokens"
 

@@ -7,6 +7,7 @@ from ..extensions import runtime
 from ..services.authorization import UserAuthorization
 from ..services.scopes import parse_scopes, render_scopes
 from ..services.tokens import MintedToken, TokenRequest
+from .audience import to_text
 
 
 def client_profile(client) -> str:
@@ -37,24 +38,27 @@ def bearer_response(minted: MintedToken) -> dict:
 
 def generate_token(grant_type: str, client, user: UserAuthorization | None = None, scope: str | None = None,
                    expires_in: int | None = None, include_refresh_token: bool = True) -> dict:
-    """Mint the access token for ``user`` with the scopes the grant decided (``user.grant``)."""
+    """Mint the access token for ``user`` with the scopes the grant decided (``user.grant``).
+
+    The access token belongs to the user's refresh family (``user.family_id``, a refresh) or to a
+    new one when the user granted ``offline_access``; only a new family's first refresh token is
+    issued here (the refresh grant adds the rotated successor itself)."""
     rt = runtime()
     if user is None or user.grant is None:  # pragma: no cover - every user grant decides first
         raise RuntimeError(f"{grant_type}: token requested before the scopes were decided")
     granted = parse_scopes(scope) if scope is not None else user.grant.scopes
     profile = client_profile(client)
-    family = None
-    if include_refresh_token and client.check_grant_type("refresh_token") and (
-            user.family_id or any(s.raw == "offline_access" for s in user.grant.scopes)):
-        if user.family_id:
-            family = rt.refresh.family(user.family_id)
-        else:
-            family = rt.refresh.new_family(client.client_id, user.subject, user.grant.scope, user.identity_id)
+    family_id, new_family = user.family_id, None
+    if family_id is None and include_refresh_token and client.check_grant_type("refresh_token") and \
+            any(s.raw == "offline_access" for s in user.grant.scopes):
+        new_family = rt.refresh.new_family(client.client_id, user.subject, user.grant.scope, user.identity_id,
+                                           audience=to_text(user.audience))
+        family_id = new_family.id
     minted = rt.tokens.mint(TokenRequest(
         subject=user.subject, client_id=client.client_id, scopes=render_scopes(granted, profile),
         grant_type=grant_type, profile=profile, audience=user.audience, groups=user.grant.groups,
-        family_id=family.id if family else None))
+        family_id=family_id))
     token = bearer_response(minted)
-    if family is not None:
-        token["refresh_token"] = rt.refresh.issue(family)
+    if new_family is not None:
+        token["refresh_token"] = rt.refresh.issue(new_family)
     return token

@@ -32,6 +32,8 @@ SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", DEVICE_GRAN
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 #: Metadata of this issuer beyond RFC 7591 that a client may register.
 EXTENSION_FIELDS = ("token_profile",)
+#: Settings of a client that only an administrator makes, outside the client's metadata.
+ADMIN_ONLY_FIELDS = ("pkce_required",)
 MAX_REDIRECT_URIS = 20
 MAX_CONTACTS = 20
 #: Free-text metadata, shown to people (the consent page shows ``client_name``).
@@ -62,6 +64,10 @@ def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = N
     so the result is the metadata as registered (RFC 7591 §3.2.1). Nothing is inherited from a
     ``current`` client: :meth:`ClientRegistry.update` validates an update as a fresh registration."""
     data = dict(metadata)
+    for name in ADMIN_ONLY_FIELDS:
+        if name in data:
+            raise ClientMetadataError(f"{name} is not client metadata: only an administrator sets it "
+                                      "(scitoken-issuer client add/update, STATIC_CLIENTS)")
     grants = data.get("grant_types") or ["authorization_code"]
     if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
         raise ClientMetadataError("grant_types must be a list of strings")
@@ -128,6 +134,18 @@ def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = N
     return {k: v for k, v in data.items() if v not in (None, "", []) or k == "response_types"}
 
 
+def check_pkce_exemption(metadata: dict, pkce_required: object, *, admin: bool) -> None:
+    """Only an administrator exempts a client from PKCE, and never a public one (RFC 9700 §2.1.1)."""
+    if not isinstance(pkce_required, bool):
+        raise ClientMetadataError("pkce_required must be true or false")
+    if pkce_required:
+        return
+    if not admin:
+        raise PrivilegeError("only an administrator may exempt a client from PKCE")
+    if (metadata.get("token_endpoint_auth_method") or "client_secret_basic") == "none":
+        raise ClientMetadataError("a public client cannot be exempted from PKCE")
+
+
 class ClientRegistry:
     """Creates, reads, updates and deletes clients. Adds/flushes; callers commit."""
 
@@ -152,8 +170,9 @@ class ClientRegistry:
 
     def register(self, metadata: dict, *, admin: bool, source: str = "dynamic",
                  client_id: str | None = None, client_secret: str | None = None,
-                 with_registration_token: bool = True) -> Registration:
+                 with_registration_token: bool = True, pkce_required: bool = True) -> Registration:
         data = validate_metadata(metadata, admin=admin, supported_grants=self.supported_grants)
+        check_pkce_exemption(data, pkce_required, admin=admin)
         client_id = client_id or new_client_id()
         if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
             raise ClientMetadataError("client_id must be 1 to 128 characters")
@@ -167,7 +186,7 @@ class ClientRegistry:
             client_id=client_id, client_secret_hash=self.box.hash(secret) if secret else None,
             client_id_issued_at=int(time.time()), client_secret_expires_at=0,
             registration_token_hash=self.box.hash(token) if token else None,
-            source=source, client_metadata=data)
+            source=source, client_metadata=data, pkce_required=pkce_required)
         db.session.add(client)
         db.session.flush()
         audit("register", "created", client_id=client_id, scope=data.get("scope"), source=source,
@@ -241,6 +260,13 @@ class ClientRegistry:
             info["registration_access_token"] = registration_access_token
         return info
 
+    def set_pkce_required(self, client: Client, required: bool) -> None:
+        """The administrator's PKCE exemption (docs/tokens.md, "PKCE"); flushes."""
+        check_pkce_exemption(client.client_metadata, required, admin=True)
+        client.pkce_required = required
+        db.session.flush()
+        audit("register", "updated", client_id=client.client_id, pkce_required=required)
+
     def delete(self, client: Client) -> None:
         db.session.delete(client)
         db.session.flush()
@@ -277,8 +303,10 @@ class ClientRegistry:
             entry = dict(entry)
             client_id = entry.pop("client_id")
             secret = entry.pop("client_secret", None)
+            pkce_required = entry.pop("pkce_required", True)
             try:
                 data = validate_metadata(entry, admin=True, supported_grants=self.supported_grants)
+                check_pkce_exemption(data, pkce_required, admin=True)
             except ClientMetadataError as exc:
                 raise ValueError(f"entry {index} ({client_id}): {exc.description}") from None
             if data["token_endpoint_auth_method"] != "none" and not secret:
@@ -286,5 +314,5 @@ class ClientRegistry:
             static[client_id] = Client(
                 client_id=client_id, client_secret_hash=self.box.hash(secret) if secret else None,
                 client_id_issued_at=0, client_secret_expires_at=0, registration_token_hash=None,
-                source="static", client_metadata=data)
+                source="static", client_metadata=data, pkce_required=pkce_required)
         self.static = static

@@ -74,11 +74,13 @@ class DeviceFlow:
         return f"scitoken-issuer:device:{device_code_hash}"
 
     # -- device authorization (RFC 8628 §3.1–3.2) ---------------------------------------------
-    def create(self, client_id: str, scope: str, device_code: str, user_code: str) -> DeviceCode:
+    def create(self, client_id: str, scope: str, device_code: str, user_code: str,
+               audience: str | None = None) -> DeviceCode:
+        """A pending authorization; ``audience`` (space separated) is what its tokens will carry."""
         now = int(time.time())
         row = DeviceCode(device_code_hash=self.box.hash(device_code), user_code=user_code, client_id=client_id,
                          scope=scope, issued_at=now, expires_at=now + self.lifetime, interval=self.interval,
-                         status="pending", claims={})
+                         status="pending", claims={}, audience=audience)
         db.session.add(row)
         return row
 

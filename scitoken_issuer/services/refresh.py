@@ -1,4 +1,13 @@
-"""Refresh-token families (SPEC §5.3): opaque tokens stored as keyed hashes, rotated on use."""
+"""Refresh-token families (docs/tokens.md, "Refresh families"): opaque tokens stored as keyed
+hashes, rotated on use, one live branch per family.
+
+A refresh token has exactly one successor, derived from it with the issuer's key. Every refresh
+of one token — the first, a concurrent one that lost the race, a retry whose answer was lost —
+therefore hands out the same successor, so a family never forks: a storm of refreshes of one
+token leaves one live token, not one per request. Rotation takes the family's row lock first
+(a conditional UPDATE, on PostgreSQL and SQLite alike) and then claims the presented token
+(``rotated_at IS NULL``); whoever loses the claim answers with the successor the winner stored.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,12 @@ from .audit import audit
 from .secrets import SecretBox, new_secret
 
 logger = logging.getLogger(__name__)
+
+SUCCESSOR = "refresh-token successor v1"
+
+
+class RefreshRefused(Exception):
+    """The presented refresh token may not be rotated (answered ``invalid_grant``)."""
 
 
 class RefreshService:
@@ -49,21 +64,26 @@ class RefreshService:
               scope=family.scope, reason=reason, family=family_id)
 
     # -- issuing and rotating -----------------------------------------------------------------
-    def new_family(self, client_id: str, subject: str, scope: str, identity_id: int | None) -> RefreshFamily:
+    def new_family(self, client_id: str, subject: str, scope: str, identity_id: int | None,
+                   audience: str | None = None) -> RefreshFamily:
+        """A family for a new authorization; ``audience`` (space separated) is kept by every refresh."""
         now = int(time.time())
         family = RefreshFamily(id=new_secret(24), client_id=client_id, subject=subject, scope=scope,
                                identity_id=identity_id, created_at=now, expires_at=now + self.lifetime,
-                               idp_checked_at=now)
+                               idp_checked_at=now, audience=audience)
         db.session.add(family)
         return family
 
     def issue(self, family: RefreshFamily) -> str:
-        """A new refresh token of ``family`` (the plaintext is returned once, only the hash kept)."""
+        """The first refresh token of ``family`` (the plaintext is returned once, only the hash kept)."""
         token = new_secret()
-        now = int(time.time())
-        db.session.add(RefreshToken(token_hash=self.box.hash(token), family_id=family.id, scope=family.scope,
-                                    issued_at=now, expires_at=min(now + self.lifetime, family.expires_at)))
+        self._store(token, family.id, family.scope, family.expires_at)
         return token
+
+    def _store(self, token: str, family_id: str, scope: str, family_expires_at: int) -> None:
+        now = int(time.time())
+        db.session.add(RefreshToken(token_hash=self.box.hash(token), family_id=family_id, scope=scope,
+                                    issued_at=now, expires_at=min(now + self.lifetime, family_expires_at)))
 
     def check_presented(self, token: RefreshToken, family: RefreshFamily, now: float | None = None) -> str | None:
         """Why a presented refresh token may not be used (None when it may).
@@ -76,16 +96,45 @@ class RefreshService:
             return "the refresh token was revoked"
         if min(token.expires_at, family.expires_at) <= now:
             return "the refresh token has expired"
-        if token.rotated_at is not None and now - token.rotated_at > self.reuse_grace:
+        # rotated_at has whole seconds: compare whole seconds, or the window would shrink by up to one
+        if token.rotated_at is not None and int(now) - token.rotated_at > self.reuse_grace:
             self.revoke_family(family.id, "refresh token reused after rotation")
             return "refresh token reuse detected: every token of this authorization was revoked"
         return None
 
-    def rotate(self, token: RefreshToken) -> None:
-        """Mark ``token`` used. A concurrent use within the grace window finds it already marked."""
-        db.session.execute(update(RefreshToken).where(RefreshToken.token_hash == token.token_hash,
-                                                      RefreshToken.rotated_at.is_(None))
-                           .values(rotated_at=int(time.time())))
+    def successor(self, presented: str) -> str:
+        """The one refresh token that replaces ``presented``."""
+        return self.box.derive(SUCCESSOR, presented)
+
+    def rotate(self, token: RefreshToken, family: RefreshFamily, presented: str) -> str:
+        """Mark ``token`` used and return its successor (flushed). Raises :class:`RefreshRefused`.
+
+        Locks the family row, then claims the token. Only the claim's winner stores the
+        successor; a concurrent refresh or a retry within the grace window gets the same one, as
+        long as nobody has used it yet (otherwise the family has moved on without this caller).
+        """
+        now = int(time.time())
+        live = db.session.execute(
+            update(RefreshFamily).where(RefreshFamily.id == family.id, RefreshFamily.revoked_at.is_(None))
+            .values(refreshed_at=now).execution_options(synchronize_session=False))
+        if live.rowcount != 1:
+            raise RefreshRefused("the refresh token was revoked")
+        successor = self.successor(presented)
+        claimed = db.session.execute(
+            update(RefreshToken).where(RefreshToken.token_hash == token.token_hash, RefreshToken.rotated_at.is_(None))
+            .values(rotated_at=now).execution_options(synchronize_session=False))
+        if claimed.rowcount == 1:
+            self._store(successor, family.id, family.scope, family.expires_at)
+            db.session.flush()
+            return successor
+        # Lost the race or a retry: read the winner's committed successor (not the identity map).
+        stored = db.session.execute(
+            select(RefreshToken.rotated_at).where(RefreshToken.token_hash == self.box.hash(successor))).first()
+        if stored is None:
+            raise RefreshRefused("the refresh token was already used")
+        if stored.rotated_at is not None:
+            raise RefreshRefused("the refresh token was already used and its successor too")
+        return successor
 
     def purge_expired(self, now: int | None = None) -> int:
         """Delete families (and their tokens) that expired; their access tokens expired long ago."""

@@ -37,11 +37,19 @@ class SecretBox:
 
     def __init__(self, secret_key: str):
         self._hash_key = _derive(secret_key, b"stored-secret-hash v1")
+        self._derive_key = _derive(secret_key, b"derived-secret v1")
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, b"at-rest-encryption v1")))
 
     def hash(self, value: str) -> str:
         """Hex HMAC-SHA-256 of ``value``: what the database keeps instead of the secret."""
         return hmac.new(self._hash_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+    def derive(self, purpose: str, value: str) -> str:
+        """A secret as strong as :func:`new_secret` computed from ``value``: only this issuer can
+        compute it, and the same ``value`` always gives the same secret (idempotent issuing)."""
+        digest = hmac.new(self._derive_key, f"{purpose}\0{value}".encode("utf-8", "surrogatepass"),
+                          hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def encrypt(self, plaintext: bytes) -> bytes:
         return self._fernet.encrypt(plaintext)

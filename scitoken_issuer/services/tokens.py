@@ -1,4 +1,4 @@
-"""Access-token minting in the WLCG 1.0 and SciTokens 2.0 profiles (SPEC §6), and their records.
+"""Access-token minting in the WLCG 1.0 and SciTokens 2.0 profiles (docs/tokens.md), and their records.
 
 Access tokens are JWTs signed with the current key. Each issued token is recorded by ``jti`` so
 introspection (RFC 7662) can report revocation (RFC 7009); the JWT itself is never stored.
@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 WLCG = "wlcg"
 SCITOKENS = "scitokens"
+#: The "any audience" value each profile's verifiers accept (WLCG JWT profile §2.3; SciTokens 2.0):
+#: scitokens-cpp honours each only in tokens of its own profile.
+WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
+SCITOKENS_ANY_AUDIENCE = "ANY"
+ANY_AUDIENCE_BY_PROFILE = {WLCG: WLCG_ANY_AUDIENCE, SCITOKENS: SCITOKENS_ANY_AUDIENCE}
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,15 @@ class MintedToken:
 class TokenService:
     """Mints signed access tokens and answers what the issuer knows about one."""
 
-    def __init__(self, keys: KeyStore, issuer: str, default_audience: str, default_lifetime: int):
+    def __init__(self, keys: KeyStore, issuer: str, site_audience: str | None, default_lifetime: int):
         self.keys = keys
         self.issuer = issuer
-        self.default_audience = default_audience
+        self.site_audience = site_audience
         self.default_lifetime = default_lifetime
+
+    def default_audience(self, profile: str) -> str:
+        """The site's ``AUDIENCE`` when set, else the profile's "any" audience."""
+        return self.site_audience or ANY_AUDIENCE_BY_PROFILE[profile]
 
     def claims_for(self, request: TokenRequest, now: int | None = None) -> dict:
         now = int(time.time()) if now is None else now
@@ -65,7 +74,7 @@ class TokenService:
         claims = {
             "iss": self.issuer,
             "sub": request.subject,
-            "aud": request.audience or self.default_audience,
+            "aud": request.audience or self.default_audience(request.profile),
             "iat": now,
             "nbf": now,
             "exp": now + lifetime,

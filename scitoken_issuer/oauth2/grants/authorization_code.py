@@ -1,4 +1,5 @@
-"""RFC 6749 §4.1 authorization code with PKCE (RFC 7636, S256 only) and OpenID Connect.
+"""RFC 6749 §4.1 authorization code with PKCE (RFC 7636, S256 only, required: RFC 9700 §2.1.1)
+and OpenID Connect.
 
 Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once
 (a conditional update makes a concurrent replay lose). The user's scopes are decided when the
@@ -23,16 +24,17 @@ from ..audience import requested_audience
 
 
 class StrictCodeChallenge(CodeChallenge):
-    """PKCE with S256 only; required for public clients (SPEC §4)."""
+    """PKCE with S256 only, required of every client (RFC 9700 §2.1.1) unless an administrator
+    exempted a confidential one (``Client.needs_pkce``; docs/tokens.md, "PKCE")."""
 
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
 
     def validate_code_challenge(self, grant, redirect_uri):
         payload = grant.request.payload.data
-        if grant.request.client.is_public and not payload.get("code_challenge"):
-            raise InvalidRequestError("PKCE is required for public clients: send code_challenge "
-                                      "with code_challenge_method=S256")
+        if grant.request.client.needs_pkce and not payload.get("code_challenge"):
+            raise InvalidRequestError("code_challenge required: send code_challenge with "
+                                      "code_challenge_method=S256 (PKCE, RFC 7636)")
         if payload.get("code_challenge") and payload.get("code_challenge_method") != "S256":
             raise InvalidRequestError("code_challenge_method must be S256")
         return super().validate_code_challenge(grant, redirect_uri)
@@ -73,6 +75,11 @@ class StoredCode:
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def validate_requested_scope(self) -> None:
+        """Also check ``audience`` here, so a bad one is an error redirect before consent."""
+        super().validate_requested_scope()
+        requested_audience(self.request.payload.data.get("audience"))
 
     def create_authorization_response(self, redirect_uri: str, grant_user: UserAuthorization | None):
         """Decide the scopes when the user approved; refuse with ``invalid_scope`` naming the scope."""

@@ -1,4 +1,5 @@
-"""RFC 6749 §4.4 client credentials, for clients an administrator allowed (SPEC §5.4)."""
+"""RFC 6749 §4.4 client credentials, for clients an administrator allowed (docs/tokens.md);
+``audience`` narrows ``aud`` as in every grant (:mod:`scitoken_issuer.oauth2.audience`)."""
 
 from __future__ import annotations
 

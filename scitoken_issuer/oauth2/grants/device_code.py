@@ -14,6 +14,7 @@ from ...services.audit import audit
 from ...services.authorization import Grant, UserAuthorization
 from ...services.device import PollState
 from ...services.scopes import parse_scopes
+from ..audience import from_text
 from ..server import error_description
 
 
@@ -63,4 +64,5 @@ class DeviceCodeGrant(_DeviceCodeGrant):
         credential.row = row
         audit("device", "consumed", subject=row.subject, client_id=row.client_id, scope=row.granted_scope)
         return UserAuthorization(subject=row.subject, identity_id=row.identity_id, auth_time=row.decided_at,
-                                 grant=Grant(parse_scopes(row.granted_scope or ""), (row.claims or {}).get("groups", [])))
+                                 grant=Grant(parse_scopes(row.granted_scope or ""), (row.claims or {}).get("groups", [])),
+                                 audience=from_text(row.audience))

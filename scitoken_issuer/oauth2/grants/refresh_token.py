@@ -1,15 +1,19 @@
-"""RFC 6749 §6 refresh, with rotation, reuse detection and re-authorization (RFC 6749 §6).
+"""RFC 6749 §6 refresh, with rotation, reuse detection and re-authorization (docs/tokens.md,
+"Refresh families").
 
 Every refresh re-checks the user at the upstream IdP (at most every ``IDP_RECHECK_INTERVAL``),
 re-resolves the user's groups and re-decides every scope: a token only ever says what the
-filesystem allows now. A narrower ``scope`` may be asked, never a wider one.
+filesystem allows now. A narrower ``scope`` or ``audience`` may be asked, never a wider one; the
+family's audience is kept. Rotation hands every refresh of one token the same successor, so
+concurrent refreshes never fork the family (:meth:`RefreshService.rotate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
 
 from ...extensions import db, runtime
 from ...models import RefreshFamily, RefreshToken
@@ -17,7 +21,9 @@ from ...services.audit import audit
 from ...services.authorization import UserAuthorization
 from ...services.identities import IdentityCheckFailed, recheck_identity
 from ...services.policy import Refusal, policy_allows
+from ...services.refresh import RefreshRefused
 from ...services.scopes import parse_scopes
+from ..audience import from_text, requested_audience, within
 from ..server import requested_scopes
 
 
@@ -25,6 +31,7 @@ from ..server import requested_scopes
 class RefreshCredential:
     token: RefreshToken
     family: RefreshFamily
+    presented: str
 
     def check_client(self, client) -> bool:
         return self.family.client_id == client.get_client_id()
@@ -46,10 +53,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         problem = rt.refresh.check_presented(token, family)
         if problem:
             db.session.commit()  # a detected replay's revocation must outlive this error answer
-            audit("issue", "refused", subject=family.subject, client_id=family.client_id, reason=problem,
-                  grant_type="refresh_token")
-            raise InvalidGrantError(problem)
-        return RefreshCredential(token, family)
+            self._refused(family, problem)
+        return RefreshCredential(token, family, refresh_token)
+
+    def _refused(self, family: RefreshFamily, problem: str) -> NoReturn:
+        audit("issue", "refused", subject=family.subject, client_id=family.client_id, reason=problem,
+              grant_type="refresh_token")
+        raise InvalidGrantError(problem)
 
     def _validate_token_scope(self, credential: RefreshCredential) -> None:
         requested = self.request.payload.scope
@@ -60,9 +70,20 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             if not policy_allows(allowed, scope):
                 raise InvalidScopeError(f"scope {scope.raw} is wider than the original grant")
 
+    def _audience(self, family: RefreshFamily):
+        """The family's audience, or a narrower one asked with this refresh."""
+        granted = from_text(family.audience)
+        asked = requested_audience(self.request.payload.data.get("audience"))
+        if asked is None:
+            return granted
+        if granted is not None and not within(asked, granted):
+            raise InvalidRequestError("audience must be within the audience this authorization was granted for")
+        return asked
+
     def authenticate_user(self, credential: RefreshCredential) -> UserAuthorization:
         rt = runtime()
         family, client = credential.family, self.request.client
+        audience = self._audience(family)
         try:
             recheck_identity(family)
         except IdentityCheckFailed as exc:
@@ -76,10 +97,17 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                   reason=decision.reason, grant_type="refresh_token")
             raise InvalidScopeError(decision.reason)
         return UserAuthorization(subject=family.subject, identity_id=family.identity_id, grant=decision,
-                                 family_id=family.id, auth_time=family.created_at)
+                                 family_id=family.id, auth_time=family.created_at, audience=audience)
 
     def issue_token(self, user: UserAuthorization, credential: RefreshCredential) -> dict:
-        return self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=True)
+        """Rotate first (the family's one successor), then mint the access token in the family."""
+        try:
+            successor = runtime().refresh.rotate(credential.token, credential.family, credential.presented)
+        except RefreshRefused as exc:
+            self._refused(credential.family, str(exc))
+        token = self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=False)
+        token["refresh_token"] = successor
+        return token
 
     def revoke_old_credential(self, credential: RefreshCredential) -> None:
-        runtime().refresh.rotate(credential.token)
+        """Nothing left to do: :meth:`issue_token` rotated the presented token."""
