@@ -20,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 disable_created_metrics()  # no *_created series: one process and many expose the same names
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a CLI run before gunicorn ever made it
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 #: OAuth error codes a token-endpoint refusal is counted under (RFC 6749 §5.2, RFC 8628 §3.5,
 #: RFC 8693 §2.2.2, and 503/500 answers); any other code counts as ``other``.

@@ -186,3 +186,33 @@ def test_short_metrics_token_refused(tmp_path):
     from scitoken_issuer.settings import ConfigError
     with pytest.raises(ConfigError, match="METRICS_TOKEN"):
         make_app(tmp_path, METRICS_TOKEN="short")
+
+
+def test_multiprocess_directory_preparation(tmp_path):
+    """docs/metrics.md, "Processes": gunicorn's master empties the configured directory of an
+    earlier run's values, or makes and exports a private one; a Celery worker never keeps one
+    inherited from the web's environment; only the creating process removes a private one."""
+    from scitoken_issuer.metrics_process import ENV, prepare_multiprocess_dir, remove_private_dir, worker_metrics_dir
+    configured = tmp_path / "prom"
+    configured.mkdir()
+    (configured / "counter_123.db").write_bytes(b"old run")
+    (configured / "keep.txt").write_text("not ours")
+    environ = {ENV: str(configured)}
+    assert prepare_multiprocess_dir(environ) is None
+    assert [p.name for p in configured.iterdir()] == ["keep.txt"]
+
+    environ = {}
+    made = prepare_multiprocess_dir(environ)
+    assert environ[ENV] == made and Path(made).is_dir()
+    remove_private_dir(made)()
+    assert not Path(made).exists()
+
+    environ = {ENV: str(configured)}
+    cleanup = worker_metrics_dir(served=False, environ=environ)
+    assert ENV not in environ
+    cleanup()
+    environ = {ENV: str(configured)}
+    cleanup = worker_metrics_dir(served=True, environ=environ)
+    assert environ[ENV] != str(configured) and Path(environ[ENV]).is_dir()
+    cleanup()
+    assert not Path(environ[ENV]).exists() and configured.is_dir()
