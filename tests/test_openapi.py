@@ -65,6 +65,23 @@ def test_served_at_documented_path(client):
     assert response.data == SPEC.read_bytes()
 
 
+def test_non_ascii_response_type_is_a_client_error(client, make_client):
+    """Found by schemathesis (docs/openapi.md): RFC 6749 §4.1.2.1 ``unsupported_response_type``
+    for a response_type with characters §5.2 forbids in ``error_description`` — a readable 400
+    page without a verified redirect URI, a redirect back to the client with one; never a 500."""
+    response = client.get("/auth/authorize", query_string={"response_type": "c\u00f6de", "client_id": "nobody"})
+    assert response.status_code == 400 and "unsupported_response_type" in response.get_data(as_text=True)
+    registered, _secret = make_client(grant_types=["authorization_code"], redirect_uris=["https://client.example/cb"],
+                                      scope="openid")
+    response = client.get("/auth/authorize", query_string={
+        "response_type": "\U0001d413oken", "client_id": registered.client_id,
+        "redirect_uri": "https://client.example/cb", "state": "s1"})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith("https://client.example/cb?") and "error=unsupported_response_type" in location
+    assert "state=s1" in location and "U%2B1D413oken" in location
+
+
 @pytest.fixture
 def issuer(tmp_path):
     """The app as deployed by default (development login, open registration), with one static
