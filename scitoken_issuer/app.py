@@ -35,6 +35,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_oauth(app)
     init_celery(app)
     init_blueprints(app)
+    init_metrics(app)
     init_rate_limits(app, settings)
     init_web_security(app, settings)
     init_cli(app)
@@ -136,6 +137,13 @@ def init_web_security(app: Flask, settings: Settings) -> None:
 def init_cli(app: Flask) -> None:
     from .commands import init_cli as _init_cli
     _init_cli(app)
+
+
+def init_metrics(app: Flask) -> None:
+    """``GET /metrics`` and request timing (docs/metrics.md)."""
+    from .blueprints.metrics import bp, init_request_metrics
+    app.register_blueprint(bp)
+    init_request_metrics(app)
 
 
 def init_blueprints(app: Flask) -> None:

@@ -7,21 +7,40 @@ and Celery beat runs the periodic ones. Without it every task runs in the callin
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery, Task
+from celery.exceptions import Ignore, Reject, Retry
 from flask import Flask, current_app, has_app_context
+
+from . import metrics
 
 
 def celery_init_app(app: Flask) -> Celery:
     settings = app.extensions["scitoken_issuer"].settings
 
     class FlaskTask(Task):
-        """Runs inside an app context: the caller's (in process) or the worker's own app."""
+        """Runs inside an app context: the caller's (in process) or the worker's own app; counts
+        its outcome and duration in the process that runs it (docs/metrics.md)."""
 
         def __call__(self, *args, **kwargs):
-            if has_app_context():
-                return self.run(*args, **kwargs)
-            with app.app_context():
-                return self.run(*args, **kwargs)
+            started, outcome = time.perf_counter(), "failure"
+            try:
+                if has_app_context():
+                    result = self.run(*args, **kwargs)
+                else:
+                    with app.app_context():
+                        result = self.run(*args, **kwargs)
+                outcome = "success"
+                return result
+            except Retry:
+                outcome = "retry"
+                raise
+            except (Ignore, Reject):
+                outcome = "ignored"
+                raise
+            finally:
+                metrics.task_finished(self.name, outcome, time.perf_counter() - started)
 
     celery = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks"])
     eager = not settings.redis_url
@@ -66,3 +85,4 @@ def dispatch(name: str, *args, **kwargs):
     """Send task ``workers.tasks.<name>`` through this app's Celery (or run it, in process)."""
     celery: Celery = current_app.extensions["celery"]
     return celery.tasks[f"workers.tasks.{name}"].apply_async(args=args, kwargs=kwargs)
+

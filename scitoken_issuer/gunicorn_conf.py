@@ -4,16 +4,20 @@
   (:mod:`scitoken_issuer.log_redaction`); every other log line goes to stderr, masked alike.
 - gunicorn trusts no forwarding header from anyone: which proxies may set ``X-Forwarded-*`` is
   the app's ``TRUSTED_PROXIES`` setting, applied by werkzeug's ProxyFix (docs/security-web.md).
+- The workers add up their metrics in one directory (docs/metrics.md, "Processes"):
+  ``PROMETHEUS_MULTIPROC_DIR``, emptied when the master starts, or a private one made then.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from gunicorn.glogging import Logger
 
 from .log_redaction import RedactingFilter, redact_handlers
+from .metrics_process import mark_process_dead, prepare_multiprocess_dir, remove_private_dir
 
 accesslog = "-"
 #: X-Forwarded-Proto/-Ssl/-Protocol would make gunicorn set the scheme for any peer in
@@ -42,3 +46,24 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+
+_remove_metrics_dir = remove_private_dir(None)
+
+
+def on_starting(server) -> None:
+    """Before any worker imports the app (and prometheus-client): their shared metrics directory.
+    With ``--preload`` the app loads earlier, so PROMETHEUS_MULTIPROC_DIR must then be set."""
+    global _remove_metrics_dir
+    if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        server.log.warning("prometheus-client was loaded before gunicorn started (--preload?) and "
+                           "PROMETHEUS_MULTIPROC_DIR is unset: each worker's /metrics shows only its own values")
+    _remove_metrics_dir = remove_private_dir(prepare_multiprocess_dir())
+
+
+def child_exit(server, worker) -> None:
+    mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    _remove_metrics_dir()

@@ -141,6 +141,10 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
                                   "failed client authentications per client address, or off"),
     "FAILED_AUTH_LIMIT_CLIENT": (_rate, "100/hour",
                                  "failed client authentications per client id (spares its known addresses), or off"),
+    "METRICS_TOKEN": (_str, None, "bearer token /metrics (and a worker's metrics port) requires; unset: open to "
+                      "whoever reaches the listening address"),
+    "WORKER_METRICS_PORT": (_int(0, 65535), 0, "port a Celery worker serves its Prometheus metrics on; 0: none"),
+    "WORKER_METRICS_HOST": (_str, "127.0.0.1", "address a Celery worker's metrics port listens on"),
     "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
 }
 
@@ -192,6 +196,9 @@ class Settings:
     failed_user_code_limit: str
     failed_auth_limit_address: str
     failed_auth_limit_client: str
+    metrics_token: str | None
+    worker_metrics_port: int
+    worker_metrics_host: str
     log_level: str
 
     @property
@@ -250,6 +257,8 @@ class Settings:
             raise ConfigError("SECRET_KEY: must be at least 32 characters")
         if self.admin_token is not None and len(self.admin_token) < 32:
             raise ConfigError("ADMIN_TOKEN: must be at least 32 characters")
+        if self.metrics_token is not None and len(self.metrics_token) < 32:
+            raise ConfigError("METRICS_TOKEN: must be at least 32 characters")
         if self.key_publish_hours >= self.key_rotation_days * 24:
             raise ConfigError("KEY_PUBLISH_HOURS: must be shorter than KEY_ROTATION_DAYS")
         for index, client in enumerate(self.static_clients):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from . import authorize, device, errors, health, introspection, jwks, login, registration, token, userinfo, well_known
+from . import (authorize, device, errors, health, introspection, jwks, login, openapi, registration, token, userinfo,
+               well_known)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -14,4 +15,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(oauth)
     app.register_blueprint(well_known.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     errors.init_error_handlers(app)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
+from werkzeug.exceptions import HTTPException
 
-from ..extensions import csrf
+from .. import metrics
+from ..extensions import csrf, runtime
 from ..oauth2.server import authorization
 from .edge import commit_on_success
 
@@ -16,3 +18,19 @@ bp = Blueprint("token", __name__)
 @commit_on_success
 def issue_token():
     return authorization.create_token_response()
+
+
+@bp.after_request
+def count_answer(response):
+    """Every answer of the endpoint, also those of the 503 and 500 handlers (docs/metrics.md)."""
+    error = None
+    if response.status_code != 200:
+        body = response.get_json(silent=True)
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, str) else "other"
+    try:
+        grant_type = request.form.get("grant_type")
+    except HTTPException:  # a body too large to read: the 413 itself is being answered
+        grant_type = None
+    metrics.token_answered(grant_type, runtime().clients.supported_grants, error)
+    return response

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskAuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, UnsupportedGrantTypeError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, UnsupportedGrantTypeError, \
+    UnsupportedResponseTypeError
 
 from ..extensions import db, runtime
 from ..models import Client
@@ -66,6 +67,23 @@ class AuthorizationServer(_FlaskAuthorizationServer):
     def validate_requested_scope(self, scope: str | None) -> None:
         if scope is not None:
             requested_scopes(scope)
+
+    def get_authorization_grant(self, request):
+        """authlib puts the raw ``response_type`` in its ``unsupported_response_type`` description
+        and raises ValueError (a 500) when it holds a character RFC 6749 §5.2 forbids there."""
+        try:
+            return super().get_authorization_grant(request)
+        except ValueError:
+            pass
+        client = query_client(request.payload.client_id) if request.payload.client_id else None
+        redirect_uri = None  # RFC 6749 §4.1.2.1: back to the client only to a verified redirect URI
+        if client is not None:
+            requested = request.payload.redirect_uri
+            redirect_uri = requested if requested and client.check_redirect_uri(requested) else \
+                None if requested else client.get_default_redirect_uri()
+        raise UnsupportedResponseTypeError(
+            None, error_description(f"response_type {request.payload.response_type} is not supported", 200),
+            redirect_uri=redirect_uri)
 
     def get_token_grant(self, request):
         try:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import redis
 
+from scitoken_issuer import metrics
 from scitoken_issuer.services.groups import GroupsError, GroupSource, GroupsUnavailable
 from scitoken_issuer.services.users import PosixUser
 
@@ -153,19 +154,23 @@ class GroupCache:
         now = self.clock()
         front = self._front.get(username)
         if front is not None and front[0] > now:
+            metrics.group_cache_lookup("hit")
             return front[1]
         entry = self._read(username)
         if entry is not None:
             fresh_until = entry.stored_at + (self.ttl if entry.user else self.negative_ttl)
             if now < fresh_until:
                 self._remember(username, entry.user, min(now + self.front_ttl, fresh_until))
+                metrics.group_cache_lookup("hit")
                 return entry.user
+        metrics.group_cache_lookup("miss")
         try:
             user = self.source.lookup(username)
         except GroupsUnavailable:
             if entry is not None and now - entry.stored_at < self.max_staleness:
                 logger.warning("group source unavailable; serving %r from cache, %.0f s old",
                                username, now - entry.stored_at)
+                metrics.group_cache_lookup("stale")
                 return entry.user
             raise
         self._write([(username, _Entry(now, user))])

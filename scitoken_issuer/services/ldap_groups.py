@@ -17,6 +17,7 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
+from scitoken_issuer import metrics
 from scitoken_issuer.services.groups import GroupsUnavailable
 from scitoken_issuer.services.users import PosixUser
 
@@ -70,6 +71,7 @@ class LdapGroupSource:
                 _close(conn)
                 raise
             if not bound:
+                metrics.ldap_error("bind")
                 _close(conn)
                 raise GroupsUnavailable(f"LDAP bind failed: {conn.result.get('description')}")
             self._conn = conn
@@ -83,6 +85,7 @@ class LdapGroupSource:
             try:
                 return self._search_pages(base, search_filter, attributes, paged)
             except LDAPException as exc:
+                metrics.ldap_error("connection")
                 logger.warning("LDAP %s: %s; reconnecting", self.url, exc)
                 error = exc
                 self.close()
@@ -102,6 +105,7 @@ class LdapGroupSource:
             if result["result"] == _NO_SUCH_OBJECT:
                 return entries
             if result["result"] != 0:
+                metrics.ldap_error("search")
                 raise GroupsUnavailable(f"LDAP search under {base} failed: {result['description']}"
                                         f" {result.get('message', '')}".rstrip())
             entries.extend((r["dn"], r["attributes"]) for r in response

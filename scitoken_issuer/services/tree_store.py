@@ -8,6 +8,7 @@ import time
 
 import redis
 
+from .. import metrics
 from .tree_index import TreeIndex, scan_tree
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class TreeIndexStore:
             self.redis.set(self.key, index.to_json())
         with self._lock:
             self._index, self._loaded_at = index, time.monotonic()
+        metrics.permission_index_loaded(index.scanned_at, len(index))
         logger.info("tree index of %s: %d directories, %d files, %d boundaries", self.root, index.directories,
                     index.files, len(index))
         return index
@@ -65,4 +67,5 @@ class TreeIndexStore:
             raise TreeIndexMissing(f"the permission index of {self.root} must be rebuilt") from exc
         with self._lock:
             self._index, self._loaded_at = index, time.monotonic()
+        metrics.permission_index_loaded(index.scanned_at, len(index))
         return index

@@ -23,6 +23,8 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from .. import metrics
+
 logger = logging.getLogger(__name__)
 
 # Asymmetric signature algorithms only: never "none", never HMAC keyed with the client secret.
@@ -120,8 +122,10 @@ class UpstreamIdP:
         missing = [k for k in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
                    if not isinstance(document.get(k), str)]
         if missing:
+            metrics.idp_error("bad_response")
             raise UpstreamError(f"IdP discovery document lacks {', '.join(missing)}")
         if document["issuer"].rstrip("/") != self.address:  # OIDC Discovery §4.3
+            metrics.idp_error("bad_response")
             raise UpstreamError(f"IdP discovery names issuer {document['issuer']!r}, not {self.address!r}")
         with self._lock:
             self._metadata, self._metadata_at = document, time.monotonic()
@@ -137,6 +141,7 @@ class UpstreamIdP:
         try:
             keys = KeySet.import_key_set(self._get_json(jwks_uri))  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError, TypeError) as error:
+            metrics.idp_error("bad_response")
             raise UpstreamError(f"IdP JWKS is not usable: {error}") from error
         with self._lock:
             self._jwks, self._jwks_at = keys, time.monotonic()
@@ -146,17 +151,21 @@ class UpstreamIdP:
         try:
             response = requests.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
         except requests.RequestException as error:
+            metrics.idp_error("unavailable")
             logger.warning("upstream IdP unreachable at %s: %s", url, type(error).__name__)
             raise UpstreamUnavailable("the identity provider cannot be reached") from error
         if response.status_code >= 500:
+            metrics.idp_error("unavailable")
             logger.warning("upstream IdP answered %s at %s", response.status_code, url)
             raise UpstreamUnavailable("the identity provider is not working right now")
         try:
             response.raise_for_status()
             document = response.json()
         except (requests.RequestException, ValueError) as error:
+            metrics.idp_error("bad_response")
             raise UpstreamError(f"unexpected answer from the IdP at {url}: HTTP {response.status_code}") from error
         if not isinstance(document, dict):
+            metrics.idp_error("bad_response")
             raise UpstreamError(f"unexpected answer from the IdP at {url}: not a JSON object")
         return document
 
@@ -270,8 +279,10 @@ class UpstreamIdP:
             response = requests.get(endpoint, timeout=self.timeout,
                                     headers={"Authorization": f"Bearer {access_token}"})
         except requests.RequestException as error:
+            metrics.idp_error("unavailable")
             raise UpstreamUnavailable("the identity provider cannot be reached") from error
         if response.status_code >= 500:
+            metrics.idp_error("unavailable")
             raise UpstreamUnavailable("the identity provider is not working right now")
         try:
             info = response.json() if response.ok else {}
@@ -309,11 +320,15 @@ class UpstreamIdP:
             status = error.response.status_code if error.response is not None else 0
             logger.warning("upstream token endpoint answered HTTP %s", status)
             if status >= 500 or status in (429,):
+                metrics.idp_error("unavailable")
                 raise UpstreamUnavailable("the identity provider is not working right now") from error
+            metrics.idp_error("bad_response")
             raise UpstreamError(f"unexpected answer from the IdP token endpoint: HTTP {status}") from error
         except requests.RequestException as error:
+            metrics.idp_error("unavailable")
             logger.warning("upstream token endpoint unreachable: %s", type(error).__name__)
             raise UpstreamUnavailable("the identity provider cannot be reached") from error
         except ValueError as error:
+            metrics.idp_error("bad_response")
             raise UpstreamError("unexpected answer from the IdP token endpoint") from error
         return dict(token)
