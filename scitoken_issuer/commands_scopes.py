@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 
 import click
 import redis
@@ -22,6 +21,7 @@ from .extensions import runtime
 from .services.authorization import Grant
 from .services.group_cache import PrecomputeInProgress
 from .services.groups import GroupsUnavailable
+from .services.policy import AnyClient
 from .services.posix import Decision
 from .services.scopes import Scope, ScopeError, parse_scope
 from .services.tree_index import TreeScanError, scan_tree
@@ -39,14 +39,6 @@ RULES = {
     3: "rule 3 of docs/authorization.md: every ancestor directory grants traverse (x)",
     4: "rule 4 of docs/authorization.md (strict mode): no file or directory below the target denies it",
 }
-
-
-@dataclass(frozen=True)
-class AnyClient:
-    """Without ``--client``: a client that registered no scope, so the default user-client policy."""
-
-    client_id: str = "(any client without a registered scope)"
-    scope: str = ""
 
 
 cache_cli = AppGroup("cache", help="Precompute and inspect the group cache (docs/authorization.md).")

@@ -127,6 +127,9 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "REFRESH_REUSE_GRACE": (_int(0, 300), 10, "seconds a rotated refresh token may be retried by a concurrent request"),
     "DEVICE_CODE_LIFETIME": (_int(10, 86400), 600, "seconds"),
     "DEVICE_POLL_INTERVAL": (_int(1, 60), 5, "seconds between device-flow polls"),
+    "SCOPES_LISTING_DEPTH": (_int(0, 6), 2, "directory levels below POSIX_PATH (or the asked path) that "
+                             "GET /auth/scopes lists (docs/researchers.md)"),
+    "SCOPES_LISTING_MAX": (_int(1, 5000), 200, "most directories one GET /auth/scopes answer lists"),
     "AUTH_CODE_LIFETIME": (_int(10, 600), 60, "seconds"),
     "REGISTRATION": (_choice("open", "admin", "closed"), "open",
                      "dynamic registration: open to anyone (never privileged), admin token only, or closed"),
@@ -187,6 +190,8 @@ class Settings:
     refresh_reuse_grace: int
     device_code_lifetime: int
     device_poll_interval: int
+    scopes_listing_depth: int
+    scopes_listing_max: int
     auth_code_lifetime: int
     registration: str
     admin_token: str | None

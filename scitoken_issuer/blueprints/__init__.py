@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from . import (authorize, device, errors, health, introspection, jwks, login, openapi, registration, token, userinfo,
-               well_known)
+from . import (authorize, device, errors, health, introspection, jwks, login, openapi, registration, scopes, token,
+               userinfo, well_known)
 
 
 def register_blueprints(app: Flask) -> None:
     oauth = Blueprint("oauth", __name__, url_prefix="/auth")
-    for child in (jwks.bp, token.bp, registration.bp, introspection.bp, authorize.bp, login.bp, userinfo.bp, device.bp):
+    for child in (jwks.bp, token.bp, registration.bp, introspection.bp, authorize.bp, login.bp, userinfo.bp, device.bp,
+                  scopes.bp):
         oauth.register_blueprint(child)
     app.register_blueprint(oauth)
     app.register_blueprint(well_known.bp)

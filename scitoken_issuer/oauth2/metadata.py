@@ -60,6 +60,8 @@ def server_metadata() -> dict:
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "jti", "at_hash",
                                  "preferred_username", "name", "email", "wlcg.groups", "wlcg.ver"],
         })
+    if _has("oauth.scopes.scopes"):  # this issuer's extension (docs/researchers.md)
+        meta["storage_scopes_endpoint"] = f"{base}/auth/scopes"
     if _has("oauth.device.device_authorization"):
         meta["device_authorization_endpoint"] = f"{base}/auth/device/code"
     return meta

@@ -37,6 +37,15 @@ class Refusal:
         return self.reason
 
 
+@dataclass(frozen=True)
+class AnyClient:
+    """A client that registered no scope, so the default user-client policy: what ``check-scope``
+    without ``--client`` and the scope listing for a signed-in browser decide for."""
+
+    client_id: str = "(any client without a registered scope)"
+    scope: str = ""
+
+
 def client_policy(client, *, for_user: bool) -> list[Scope]:
     registered = client.scope
     if not registered and for_user:
