@@ -7,10 +7,12 @@ browser steps go through the real verification, sign-in and consent pages (RFC 8
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import stat
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -133,6 +135,8 @@ def test_token_file_path_follows_bearer_token_discovery(researcher, tmp_path):
     done = researcher.run("get", "--scope", SCOPE, BEARER_TOKEN_FILE=None, XDG_RUNTIME_DIR=str(runtime_dir))
     assert done.returncode == 0, done.stderr
     assert (runtime_dir / f"bt_u{os.getuid()}").read_text() == token
+    done = researcher.run("get", "--scope", SCOPE, BEARER_TOKEN="stale")  # read first by every client
+    assert "warning: BEARER_TOKEN is set in your environment" in done.stderr
     fake_tmp = tmp_path / "tmp"
     fake_tmp.mkdir(mode=0o1777)
     done = researcher.run("get", "--scope", SCOPE, BEARER_TOKEN_FILE=None,
@@ -202,6 +206,32 @@ def test_token_file_is_replaced_atomically(researcher):
     assert not [p for p in researcher.home.iterdir() if p.name.startswith(".bt.")]  # no temporary left
 
 
+def test_renewals_of_one_record_are_serialised(researcher):
+    """docs/researchers.md: a renewal waits for the record's lock, so jobs renewing at once rotate
+    the refresh token one after the other, each from the token the previous one stored (two jobs
+    presenting one rotating refresh token could otherwise keep a successor the issuer dropped)."""
+    assert researcher.login("get", "--scope", SCOPE).returncode == 0
+    key = record_key(researcher.issuer, ["openid", "offline_access", *SCOPE.split()], None)
+    lock = researcher.store / "tokens" / f"{key}.lock"
+    argv = researcher.argv(("get", "--scope", SCOPE, "--minsecs", "4000", "--no-device"), True)
+    before = researcher.token_file.read_text()
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another job is renewing
+        waiting = subprocess.Popen(argv, env=researcher.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=2)
+        assert researcher.token_file.read_text() == before
+    _out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0 and "renewed" in err, err
+    jobs = [subprocess.Popen(argv, env=researcher.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)]
+    results = [job.communicate(timeout=60) and job.returncode for job in jobs]
+    assert results == [0] * 4
+    done = researcher.run("get", "--scope", SCOPE, "--minsecs", "4000", "--no-device")
+    assert done.returncode == 0, done.stderr
+
+
 def test_denied_in_the_browser(researcher):
     """RFC 8628 §3.5 ``access_denied``: one line and exit 4; nothing written."""
     done = researcher.login("get", "--scope", SCOPE, decision="deny")
@@ -242,7 +272,8 @@ def test_issuer_unreachable_or_failing(tmp_path):
     alice = Researcher(tmp_path / "alice", f"http://127.0.0.1:{free_port()}")
     done = alice.run("get")
     assert done.returncode == EXIT_UNREACHABLE
-    assert done.stderr == f"scitoken-token: cannot reach the issuer at {alice.issuer} (metadata request): connection refused\n"
+    assert done.stderr == (f"scitoken-token: cannot reach the issuer at {alice.issuer} (metadata request): "
+                           "connection refused\n")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
     thread = threading.Thread(target=server.serve_forever)
     thread.start()

@@ -94,7 +94,8 @@ def test_discovery_refuses_metadata_naming_another_issuer(scripted):
     issuer.documents["/.well-known/openid-configuration"] = (200, {"issuer": "https://elsewhere.example"})
     with pytest.raises(CliError) as failure:
         Issuer(issuer.url).metadata()
-    assert failure.value.code == EXIT_UNREACHABLE and "names the issuer 'https://elsewhere.example'" in str(failure.value)
+    assert failure.value.code == EXIT_UNREACHABLE
+    assert "names the issuer 'https://elsewhere.example'" in str(failure.value)
 
 
 def poll_with(issuer: Scripted, polls: list[tuple[int, dict]], interval: int = 2):

@@ -130,6 +130,8 @@ def run_get(args: argparse.Namespace, request: TokenRequest, acquirer: Acquirer,
     path = token_path(environ)
     if read_token(path) != token:  # unchanged token, unchanged file (and inode)
         write_token(path, token)
+    if environ.get("BEARER_TOKEN"):
+        acquirer.say(f"warning: BEARER_TOKEN is set in your environment; clients read it before {path}")
     if not args.quiet:
         left = int(outcome.record.seconds_left())
         life = f"valid for {left // 60} min {left % 60} s" if outcome.record.expires_at else "expiry unknown"
