@@ -1,4 +1,4 @@
-"""Celery wired to the Flask app (SPEC §2): Redis as broker and result backend, or in process.
+"""Celery wired to the Flask app (docs/flows.md): Redis as broker and result backend, or in process.
 
 With ``REDIS_URL`` the tasks run in worker processes (``celery -A workers.celery_app worker``)
 and Celery beat runs the periodic ones. Without it every task runs in the calling process

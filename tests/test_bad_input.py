@@ -1,4 +1,4 @@
-"""SPEC §8 "bad input of any kind gets a clear 4xx, never a 500": a sweep over every endpoint of the
+"""docs/errors.md "bad input of any kind gets a clear 4xx, never a 500": a sweep over every endpoint of the
 core with malformed JSON, wrong types, huge bodies (> MAX_CONTENT_LENGTH 64 KiB → 413), NUL bytes
 and unicode garbage; every error is RFC 6749 §5.2 JSON (``error``, ``error_description``)."""
 
@@ -17,7 +17,7 @@ GARBAGE_STRINGS = ["", "\x00", "a\x00b", "é", "\ud7ff\ue000", "🙂" * 50, "\"'
 
 
 def assert_rfc_error(response, status: int | None = None) -> dict:
-    """A 4xx with ``{"error", "error_description"}`` and no-store (RFC 6749 §5.2, SPEC §4)."""
+    """A 4xx with ``{"error", "error_description"}`` and no-store (RFC 6749 §5.2, docs/errors.md)."""
     text = response.get_data(as_text=True)
     assert 400 <= response.status_code < 500, (response.status_code, text[:500])
     if status is not None:
@@ -45,7 +45,7 @@ def registered(make_client):
 
 @pytest.mark.parametrize("path", ["/auth/token", "/auth/introspect", "/auth/revoke"])
 def test_body_over_limit_is_413(client, path):
-    """SPEC §8 with MAX_CONTENT_LENGTH 64 KiB: a larger form body is 413, not processed.
+    """docs/errors.md with MAX_CONTENT_LENGTH 64 KiB: a larger form body is 413, not processed.
     (Registration takes JSON only; a form body there is refused unread as not JSON, a 400.)"""
     response = client.post(path, data={"token": "x" * 70_000, "grant_type": "client_credentials"})
     assert_rfc_error(response, 413)
@@ -70,14 +70,14 @@ def test_json_over_limit_is_413(client, path):
     (b"x", "multipart/form-data"),  # no boundary
 ])
 def test_garbage_bodies(client, path, data, content_type):
-    """SPEC §8: garbage of any content type is never a 5xx."""
+    """docs/errors.md: garbage of any content type is never a 5xx."""
     assert_not_server_error(client.post(path, data=data, content_type=content_type))
 
 
 @pytest.mark.parametrize("path", ["/auth/token", "/auth/introspect", "/auth/revoke"])
 @pytest.mark.parametrize("value", GARBAGE_STRINGS)
 def test_garbage_form_values_with_valid_client(client, registered, path, value):
-    """SPEC §8: an authenticated client sending garbage in every parameter gets 2xx/4xx, never 5xx."""
+    """docs/errors.md: an authenticated client sending garbage in every parameter gets 2xx/4xx, never 5xx."""
     client_obj, secret = registered
     form = {"grant_type": "client_credentials", "scope": value, "audience": value, "token": value,
             "token_type_hint": value}
@@ -191,7 +191,7 @@ form_keys = st.sampled_from(["grant_type", "scope", "audience", "client_id", "cl
 @given(form=st.dictionaries(form_keys, form_values, max_size=8), authenticate=st.booleans(),
        raw=st.binary(max_size=200))
 def test_token_endpoint_fuzz(client, registered, form, authenticate, raw):
-    """SPEC §8 by property: any form the token endpoint receives gets 2xx or an RFC 6749 §5.2 4xx."""
+    """docs/errors.md by property: any form the token endpoint receives gets 2xx or an RFC 6749 §5.2 4xx."""
     client_obj, secret = registered
     headers = basic_auth(client_obj.client_id, secret) if authenticate else {}
     assert_not_server_error(client.post("/auth/token", data=form, headers=headers))

@@ -1,4 +1,4 @@
-"""The operator CLI (issue 2 §6, SPEC §8): ``scitoken-issuer client add|list|show|delete``,
+"""The operator CLI (issue 2 §6, docs/errors.md): ``scitoken-issuer client add|list|show|delete``,
 ``keys list|rotate``, ``settings`` and ``db upgrade``; secrets printed once, never listed."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def add_client(cli, *extra: str) -> dict:
 
 
 def test_add_prints_the_secret_once(cli):
-    """SPEC §8: the secret is shown once at creation and stored only as a hash."""
+    """docs/errors.md: the secret is shown once at creation and stored only as a hash."""
     created = add_client(cli, "--profile", "scitokens")
     secret = created["client_secret"]
     assert len(secret) >= 43 and created["grant_types"] == ["client_credentials"]
@@ -53,7 +53,7 @@ def test_add_prints_the_secret_once(cli):
 
 
 def test_added_client_gets_tokens(cli, client):
-    """The administrator's client may use client credentials (SPEC §5.4) within its scope."""
+    """The administrator's client may use client credentials (docs/flows.md, flow 4) within its scope."""
     from .conftest import basic_auth
 
     created = add_client(cli)
@@ -88,7 +88,7 @@ def test_delete(cli):
 
 @pytest.mark.parametrize("app_config", [{"STATIC_CLIENTS": STATIC}])
 def test_static_client_cannot_be_deleted(cli, app_config):
-    """SPEC §3 STATIC_CLIENTS belong to the operator's configuration, not the database."""
+    """docs/configuration.md STATIC_CLIENTS belong to the operator's configuration, not the database."""
     listed = cli("client", "list")
     assert "static-svc" in listed.output and "static" in listed.output
     assert STATIC[0]["client_secret"] not in listed.output
@@ -166,7 +166,7 @@ def test_keys_rotate_refuses_a_chain_not_in_use(cli):
 
 
 def test_settings_lists_every_variable(cli):
-    """SPEC §3: every setting with its default and meaning."""
+    """docs/configuration.md: every setting with its default and meaning."""
     from scitoken_issuer.settings import SETTINGS
 
     result = cli("settings")
@@ -196,7 +196,7 @@ def test_console_script_db_upgrade_then_client_add(tmp_path):
 
 
 def test_console_script_bad_setting_is_one_line(tmp_path):
-    """SPEC §3: a bad setting is one line naming it, for the CLI too."""
+    """docs/configuration.md: a bad setting is one line naming it, for the CLI too."""
     done = console(tmp_path, "client", "list", KEY_TYPE="HS256")
     assert done.returncode != 0
     assert "Traceback" not in done.stderr

@@ -1,7 +1,7 @@
 """RFC 6749 §2.3 client authentication and §5.2 error responses at the token endpoint.
 
 Every failure is RFC-shaped JSON (``error`` and ``error_description``) with ``Cache-Control:
-no-store``, and never a 500 (SPEC §4, §8).
+no-store``, and never a 500 (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def test_json_body_instead_of_form(client, confidential):
 
 @pytest.mark.parametrize("field", ["scope", "client_id", "client_secret", "audience", "grant_type", "junk"])
 def test_huge_form_values(client, confidential, field):
-    """SPEC §8: a huge value is a clear 4xx (413 above the 64 KiB body limit)."""
+    """docs/errors.md: a huge value is a clear 4xx (413 above the 64 KiB body limit)."""
     registered, secret = confidential
     response = client.post(TOKEN, data={**GRANT, field: "x" * 70_000},
                            headers=basic_auth(registered.client_id, secret))
@@ -184,7 +184,7 @@ def test_huge_form_values(client, confidential, field):
 
 @pytest.mark.parametrize("field", ["scope", "client_id", "client_secret", "audience"])
 def test_large_but_allowed_form_values(client, make_client, field):
-    """SPEC §8: a large value under the body limit is refused by validation, never a 500."""
+    """docs/errors.md: a large value under the body limit is refused by validation, never a 500."""
     registered, secret = make_client(token_endpoint_auth_method="client_secret_post")
     form = {**GRANT, "client_id": registered.client_id, "client_secret": secret, field: "x" * 30_000}
     response = client.post(TOKEN, data=form)
@@ -204,7 +204,7 @@ def test_repeated_parameters(client, confidential):
 
 
 def test_failures_do_not_leak_the_secret(client, confidential, caplog):
-    """SPEC §8: no secret in any log line, also on failed authentication."""
+    """docs/errors.md: no secret in any log line, also on failed authentication."""
     registered, secret = confidential
     with caplog.at_level("DEBUG"):
         client.post(TOKEN, data=GRANT, headers=basic_auth(registered.client_id, secret + "x"))

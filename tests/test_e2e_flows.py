@@ -1,4 +1,4 @@
-"""End to end, through real components (SPEC §5): a real upstream OIDC provider, PostgreSQL,
+"""End to end, through real components (docs/flows.md): a real upstream OIDC provider, PostgreSQL,
 Redis, slapd, gunicorn web processes and a Celery worker process.
 
 The browser is scripted with ``requests`` here; ``test_e2e_browser.py`` drives real Chromium.
@@ -95,7 +95,7 @@ def code_flow(stack, scope: str, login="alice", password="alice-idp-password", c
 
 
 def test_authorization_code_flow_with_pkce_and_posix_groups(stack):
-    """SPEC §5.1 / RFC 6749 §4.1 + RFC 7636: IdP login, worker exchange, consent, code, tokens."""
+    """docs/flows.md, flow 1 / RFC 6749 §4.1 + RFC 7636: IdP login, worker exchange, consent, code, tokens."""
     scope = "openid profile offline_access wlcg.groups storage.read:/atlas storage.create:/atlas/run1"
     http, verifier, params = code_flow(stack, scope, state="st-1")
     assert params["state"] == ["st-1"] and params["iss"] == [stack.url]  # RFC 9207
@@ -120,7 +120,7 @@ def test_authorization_code_flow_with_pkce_and_posix_groups(stack):
 
 
 def test_refused_scope_goes_back_as_invalid_scope(stack):
-    """SPEC §7: alice may not write bob's private directory; the consent page says so, and the
+    """docs/authorization.md: alice may not write bob's private directory; the consent page says so, and the
     client hears which scope and why."""
     http, _verifier, params = code_flow(stack, "openid storage.read:/atlas storage.modify:/private",
                                         expect_refusal="storage.modify:/private")
@@ -129,7 +129,7 @@ def test_refused_scope_goes_back_as_invalid_scope(stack):
 
 
 def test_public_client_needs_pkce_and_verifier_is_checked(stack):
-    """RFC 7636 §4.4 / SPEC §4: PKCE S256 required for public clients; a wrong verifier fails."""
+    """RFC 7636 §4.4 / docs/tokens.md: PKCE S256 required for public clients; a wrong verifier fails."""
     http = stack.http()
     query = urlencode({"response_type": "code", "client_id": PUBLIC_CLIENT_ID, "redirect_uri": CLIENT_REDIRECT,
                        "scope": "openid", "state": "s"})
@@ -145,7 +145,7 @@ def test_public_client_needs_pkce_and_verifier_is_checked(stack):
 
 
 def test_bad_browser_input_gets_readable_pages(stack):
-    """SPEC §8: tampered redirect URI, unknown client, missing/replayed state: a page, never a 500."""
+    """docs/errors.md: tampered redirect URI, unknown client, missing/replayed state: a page, never a 500."""
     http = stack.http()
     _verifier, challenge = pkce()
     tampered = authorize_url(stack, "openid", challenge).replace("127.0.0.1%3A9", "evil.example.org")
@@ -260,7 +260,7 @@ def test_device_flow_expires(issuer_stack, storage_tree):
 
 
 def test_device_code_survives_web_restart(stack):
-    """SPEC §5.2: killing every web process between device authorization and approval loses nothing."""
+    """docs/flows.md, flow 2: killing every web process between device authorization and approval loses nothing."""
     start = device_start(stack)
     stack.kill_web()
     stack.start_web()
@@ -272,7 +272,7 @@ def test_device_code_survives_web_restart(stack):
 
 
 def test_refresh_rotation_reuse_and_idp_disable(stack):
-    """SPEC §5.3: rotation, reuse of a rotated token revokes the family, narrower scope only,
+    """docs/flows.md, flow 3: rotation, reuse of a rotated token revokes the family, narrower scope only,
     and a user disabled at the IdP loses the family."""
     scope = "openid offline_access storage.read:/atlas storage.create:/atlas/run1"
     _http, verifier, params = code_flow(stack, scope)
@@ -311,7 +311,7 @@ def test_refresh_rotation_reuse_and_idp_disable(stack):
 
 
 def test_worker_down_means_503_and_nothing_lost(stack):
-    """SPEC §8: with the worker gone, the IdP callback answers 503 (and the user may retry); a
+    """docs/errors.md: with the worker gone, the IdP callback answers 503 (and the user may retry); a
     device approval made while no worker runs waits in Redis and completes when one is back."""
     start = device_start(stack)
     stack.worker.stop()

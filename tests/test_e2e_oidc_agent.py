@@ -1,4 +1,4 @@
-"""A real command-line client, ``oidc-agent``, against the embedded issuer (SPEC §1, §5.2).
+"""A real command-line client, ``oidc-agent``, against the embedded issuer (docs/flows.md, flow 2).
 
 oidc-gen registers itself dynamically (RFC 7591) or uses an administrator's client, runs the
 device flow (RFC 8628) while a person approves in the browser (here: the development login,
@@ -104,7 +104,7 @@ def test_oidc_agent_registers_itself_and_gets_tokens(embedded, agent, tmp_path):
 
 
 def test_oidc_agent_with_an_administrator_client(embedded, agent, tmp_path):
-    """SPEC §2: an operator registers the client with the CLI; oidc-agent uses it (--manual)."""
+    """docs/flows.md: an operator registers the client with the CLI; oidc-agent uses it (--manual)."""
     issuer, env = embedded
     added = subprocess.run([sys.executable, "-m", "scitoken_issuer.cli", "client", "add", "--name", "agent",
                             "--grant", "urn:ietf:params:oauth:grant-type:device_code", "--grant", "refresh_token",

@@ -1,6 +1,6 @@
-"""The embedded default ``python -m scitoken_issuer`` (SPEC §2) and the production entry
+"""The embedded default ``python -m scitoken_issuer`` (docs/flows.md) and the production entry
 ``gunicorn scitoken_issuer.wsgi:app``, as real processes: what they print, what they serve
-(RFC 8414 discovery, RFC 7517 JWKS), a clean Ctrl-C, kept keys, and one-line config errors (SPEC §3)."""
+(RFC 8414 discovery, RFC 7517 JWKS), a clean Ctrl-C, kept keys, and one-line config errors (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def embedded(tmp_path):
 
 
 def test_serves_discovery_and_jwks_and_says_what_it_uses(embedded, tmp_path):
-    """SPEC §2: it serves on HOST:PORT with SQLite in the instance folder and prints what it uses."""
+    """docs/flows.md: it serves on HOST:PORT with SQLite in the instance folder and prints what it uses."""
     server = embedded()
     meta = requests.get(f"{server.url}/.well-known/openid-configuration", timeout=10)
     assert meta.status_code == 200
@@ -85,12 +85,12 @@ def test_serves_discovery_and_jwks_and_says_what_it_uses(embedded, tmp_path):
     assert server.url in out
     assert str(tmp_path / "instance") in out and "sqlite" in out
     assert f"kid={key['kid']}" in out
-    assert "DEVELOPMENT LOGIN" in out  # clearly labelled (SPEC §2)
+    assert "DEVELOPMENT LOGIN" in out  # clearly labelled (docs/flows.md)
     assert (tmp_path / "instance" / "scitoken-issuer.db").exists()
 
 
 def test_sigint_stops_cleanly(embedded):
-    """SPEC §2 "Ctrl-C stops it cleanly": exit status 0 and no traceback."""
+    """docs/flows.md "Ctrl-C stops it cleanly": exit status 0 and no traceback."""
     server = embedded()
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
     assert server.interrupt() == 0
@@ -99,7 +99,7 @@ def test_sigint_stops_cleanly(embedded):
 
 
 def test_restart_keeps_signing_key_and_secret(embedded, tmp_path):
-    """SPEC §2: the signing key is kept, and the development SECRET_KEY with it (SPEC §3)."""
+    """docs/flows.md: the signing key is kept, and the development SECRET_KEY with it (docs/configuration.md)."""
     first = embedded("first")
     kid = first.kid()
     assert first.interrupt() == 0
@@ -114,7 +114,7 @@ def test_restart_keeps_signing_key_and_secret(embedded, tmp_path):
 
 @pytest.mark.parametrize("settings", [{"KEY_TYPE": "ES256"}])
 def test_es256_setting(embedded, settings):
-    """SPEC §3 KEY_TYPE: ES256 keys (P-256) are generated and published."""
+    """docs/configuration.md KEY_TYPE: ES256 keys (P-256) are generated and published."""
     key = requests.get(f"{embedded(**settings).url}/auth/certs", timeout=10).json()["keys"][0]
     assert key["alg"] == "ES256" and key["crv"] == "P-256"
 
@@ -135,7 +135,7 @@ def _single_error_line(output: str, name: str) -> None:
     ({"ISSUER_ENV": "production"}, "SECRET_KEY"),
 ])
 def test_bad_setting_is_one_line(tmp_path, settings, name):
-    """SPEC §3: a bad value stops the process with one clear line naming it, never a traceback."""
+    """docs/configuration.md: a bad value stops the process with one clear line naming it, never a traceback."""
     done = subprocess.run([sys.executable, "-m", "scitoken_issuer"], capture_output=True, text=True, timeout=60,
                           env=environment(tmp_path, **{"PORT": str(free_port()), **settings}), cwd=ROOT)
     assert done.returncode != 0
@@ -145,7 +145,7 @@ def test_bad_setting_is_one_line(tmp_path, settings, name):
 
 
 def test_gunicorn_entry_with_bad_setting_is_one_line(tmp_path):
-    """SPEC §3 for the production entry: gunicorn stops (no respawn loop) with the one line."""
+    """docs/configuration.md for the production entry: gunicorn stops (no respawn loop) with the one line."""
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{free_port()}", "--workers", "1",
                 "scitoken_issuer.wsgi:app"]
     done = subprocess.run(gunicorn, capture_output=True, text=True, timeout=120,

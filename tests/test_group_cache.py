@@ -1,4 +1,4 @@
-"""SPEC §7: group memberships are precomputed, cached (Redis or in process) and served within
+"""docs/authorization.md: group memberships are precomputed, cached (Redis or in process) and served within
 ``GROUP_CACHE_TTL``; a miss falls back to a live look-up; while the source is down the cache is
 served up to a bounded staleness, then GroupsUnavailable (503) — never a wrong grant.
 """
@@ -74,7 +74,7 @@ def make(source, backend, clock, **kwargs):
 
 
 def test_hit_within_ttl_then_refresh(backend, clock):
-    """SPEC §7: served from cache within GROUP_CACHE_TTL; looked up again after it."""
+    """docs/authorization.md: served from cache within GROUP_CACHE_TTL; looked up again after it."""
     source = FakeSource(ALICE)
     cache = make(source, backend, clock)
     assert cache.get("alice") == ALICE
@@ -87,7 +87,7 @@ def test_hit_within_ttl_then_refresh(backend, clock):
 
 
 def test_membership_change_seen_after_ttl(backend, clock):
-    """SPEC §7: a removed group stops counting once the entry is stale."""
+    """docs/authorization.md: a removed group stops counting once the entry is stale."""
     source = FakeSource(ALICE)
     cache = make(source, backend, clock, ttl=60)
     cache.get("alice")
@@ -108,7 +108,7 @@ def test_unknown_user_cached_as_negative(backend, clock):
 
 
 def test_stale_served_within_bound_then_unavailable(backend, clock):
-    """SPEC §7/§8: source down → cached answer up to max_staleness, then GroupsUnavailable."""
+    """docs/authorization.md; docs/errors.md: source down → cached answer up to max_staleness, then GroupsUnavailable."""
     source = FakeSource(ALICE)
     cache = make(source, backend, clock, ttl=300, max_staleness=900)
     cache.get("alice")
@@ -122,7 +122,7 @@ def test_stale_served_within_bound_then_unavailable(backend, clock):
 
 
 def test_miss_while_source_down_is_unavailable(backend, clock):
-    """SPEC §8: nothing cached and the source down → GroupsUnavailable, not 'no groups'."""
+    """docs/errors.md: nothing cached and the source down → GroupsUnavailable, not 'no groups'."""
     source = FakeSource(ALICE)
     source.down = True
     with pytest.raises(GroupsUnavailable):
@@ -130,7 +130,7 @@ def test_miss_while_source_down_is_unavailable(backend, clock):
 
 
 def test_precompute_stores_everyone_in_one_pass(backend, clock):
-    """SPEC §7: the precompute pass fills the cache; later hits need no live look-up."""
+    """docs/authorization.md: the precompute pass fills the cache; later hits need no live look-up."""
     source = FakeSource(ALICE, BOB)
     cache = make(source, backend, clock, chunk_size=1)
     stats = cache.precompute()
@@ -190,7 +190,7 @@ def test_prefix_namespaces_keys(redis_url, clock):
 
 
 def test_redis_down_falls_back_to_live_lookup(redis_server, redis_url, clock):
-    """SPEC §7/§8: Redis down → live answers (correct); Redis and source down → unavailable."""
+    """docs/authorization.md; docs/errors.md: Redis down → live answers (correct); Redis and source down → unavailable."""
     client = redis.Redis.from_url(redis_url, socket_timeout=1, retry=None)
     source = FakeSource(ALICE)
     cache = GroupCache(source, client, clock=clock, front_ttl=0)
@@ -230,7 +230,7 @@ def test_ttl_zero_always_looks_up_but_bridges_outages(backend, clock):
 
 
 def test_ldap_outage_served_from_precomputed_cache(slapd, redis_url, clock):
-    """SPEC §7 end to end: precompute from slapd into Redis, stop slapd, serve within the bound."""
+    """docs/authorization.md end to end: precompute from slapd into Redis, stop slapd, serve within the bound."""
     source = LdapGroupSource(slapd.url, slapd.user_base, slapd.group_base, timeout=2)
     client = redis.Redis.from_url(redis_url)
     cache = GroupCache(source, client, ttl=300, max_staleness=900, clock=clock)

@@ -1,4 +1,4 @@
-"""SPEC §7: groups from LDAP — posixAccount user, posixGroup/groupOfNames/groupOfUniqueNames, primary gid.
+"""docs/authorization.md: groups from LDAP — posixAccount user, posixGroup/groupOfNames/groupOfUniqueNames, primary gid.
 
 Against a real slapd loaded from ``tests/data/ldap/base.ldif`` (see tests/support/slapd.py).
 """
@@ -26,7 +26,7 @@ def source(slapd):
 
 
 def test_posix_group_member_uid_and_primary_gid(source):
-    """SPEC §7: primary gid plus posixGroup memberUid; no gid-less or out-of-base groups."""
+    """docs/authorization.md: primary gid plus posixGroup memberUid; no gid-less or out-of-base groups."""
     alice = source.lookup("alice")
     assert isinstance(source, GroupSource)
     assert (alice.name, alice.uid, alice.gid) == ("alice", 10001, 10001)
@@ -35,12 +35,12 @@ def test_posix_group_member_uid_and_primary_gid(source):
 
 
 def test_group_of_names_member_dn(source):
-    """SPEC §7: groupOfNames member DNs count (with a gidNumber)."""
+    """docs/authorization.md: groupOfNames member DNs count (with a gidNumber)."""
     assert source.lookup("bob").gids == {10002, 5001, 5002}
 
 
 def test_group_of_unique_names_and_shared_primary_group(source):
-    """SPEC §7: uniqueMember DNs count; a DN written in other case/spacing still matches;
+    """docs/authorization.md: uniqueMember DNs count; a DN written in other case/spacing still matches;
     the primary group's name is known though no entry lists the user."""
     carol = source.lookup("carol")
     assert (carol.gid, carol.gids) == (5000, {5000, 5002, 5003})
@@ -54,7 +54,7 @@ def test_unique_member_with_uid_bits_is_not_a_plain_dn_match(source):
 
 
 def test_filter_values_are_escaped(source):
-    """SPEC §7: filter values are escaped — a crafted name finds only the exact entry, if any."""
+    """docs/authorization.md: filter values are escaped — a crafted name finds only the exact entry, if any."""
     eve = source.lookup("eve)(uid=*")
     assert (eve.name, eve.uid, eve.gids) == ("eve)(uid=*", 10666, {10666, 5666})
     star = source.lookup("*")
@@ -69,7 +69,7 @@ def test_unknown_user(source):
 
 
 def test_full_pass_agrees_with_live_lookups(slapd):
-    """SPEC §7: one paged pass (here 2 entries a page, bound as admin) equals the live answers."""
+    """docs/authorization.md: one paged pass (here 2 entries a page, bound as admin) equals the live answers."""
     src = LdapGroupSource(slapd.url, slapd.user_base, slapd.group_base, bind_dn=slapd.admin_dn,
                           bind_password=slapd.admin_password, page_size=2)
     users = {u.name: u for u in src.iter_users()}
@@ -81,7 +81,7 @@ def test_full_pass_agrees_with_live_lookups(slapd):
 
 
 def test_paged_pass_beyond_the_size_limit(slapd_factory):
-    """SPEC §7: paged searches — 1,200 users pass a server whose size limit is 500."""
+    """docs/authorization.md: paged searches — 1,200 users pass a server whose size limit is 500."""
     server = slapd_factory("".join(bulk_ldif(1200, 150, groups_per_user=5)))
     conn = ldap3.Connection(server.url, auto_bind=True)
     conn.search(server.user_base, "(objectClass=posixAccount)", attributes=["uid"])
@@ -97,7 +97,7 @@ def test_paged_pass_beyond_the_size_limit(slapd_factory):
 
 
 def test_ldap_stopped_mid_test_then_reconnects(slapd, source):
-    """SPEC §7/§8: LDAP down → GroupsUnavailable (a 503), never an empty grant; back → reconnect."""
+    """docs/authorization.md; docs/errors.md: LDAP down → GroupsUnavailable (a 503), never an empty grant; back → reconnect."""
     assert source.lookup("alice").gids == {10001, 5000, 5001}
     slapd.stop()
     with pytest.raises(GroupsUnavailable):
@@ -110,7 +110,7 @@ def test_ldap_stopped_mid_test_then_reconnects(slapd, source):
 
 
 def test_hung_ldap_times_out(slapd):
-    """SPEC §8: a server that accepts but never answers gives GroupsUnavailable within the timeout."""
+    """docs/errors.md: a server that accepts but never answers gives GroupsUnavailable within the timeout."""
     src = LdapGroupSource(slapd.url, slapd.user_base, slapd.group_base, timeout=1)
     assert src.lookup("bob") is not None
     os.kill(slapd.process.proc.pid, signal.SIGSTOP)
@@ -126,7 +126,7 @@ def test_hung_ldap_times_out(slapd):
 
 
 def test_bad_bind_credentials_are_unavailable_not_anonymous(slapd):
-    """SPEC §8: a failing bind is a dependency error, not a silent fallback."""
+    """docs/errors.md: a failing bind is a dependency error, not a silent fallback."""
     src = LdapGroupSource(slapd.url, slapd.user_base, slapd.group_base,
                           bind_dn=slapd.admin_dn, bind_password="wrong")
     with pytest.raises(GroupsUnavailable):

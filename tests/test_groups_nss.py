@@ -1,4 +1,4 @@
-"""SPEC §7: a user's groups from the system (NSS) are its primary gid plus every group listing it."""
+"""docs/authorization.md: a user's groups from the system (NSS) are its primary gid plus every group listing it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from scitoken_issuer.services.groups import GroupSource, NssGroupSource
 
 
 def test_root_has_primary_gid_and_listed_groups():
-    """SPEC §7: root's groups are gid 0 plus every /etc/group entry naming root."""
+    """docs/authorization.md: root's groups are gid 0 plus every /etc/group entry naming root."""
     user = NssGroupSource().lookup("root")
     assert user is not None
     assert (user.name, user.uid, user.gid) == ("root", 0, 0)
@@ -24,7 +24,7 @@ def test_root_has_primary_gid_and_listed_groups():
 
 
 def test_unknown_and_malformed_names_are_none():
-    """SPEC §7/§8: an unknown user has no groups; odd input is no error."""
+    """docs/authorization.md; docs/errors.md: an unknown user has no groups; odd input is no error."""
     source = NssGroupSource()
     assert source.lookup("no-such-user-" + secrets.token_hex(4)) is None
     assert source.lookup("") is None
@@ -32,7 +32,7 @@ def test_unknown_and_malformed_names_are_none():
 
 
 def test_full_pass_covers_every_passwd_entry():
-    """SPEC §7: the precompute pass yields every user, agreeing with the live look-up."""
+    """docs/authorization.md: the precompute pass yields every user, agreeing with the live look-up."""
     source = NssGroupSource()
     assert isinstance(source, GroupSource)
     users = {u.name: u for u in source.iter_users()}
@@ -63,7 +63,7 @@ def system_user():
 
 
 def test_added_user_groups_live_and_in_pass(system_user):
-    """SPEC §7: supplementary groups from /etc/group count, live and in the full pass."""
+    """docs/authorization.md: supplementary groups from /etc/group count, live and in the full pass."""
     name, groups = system_user
     source = NssGroupSource()
     user = source.lookup(name)

@@ -156,7 +156,7 @@ def test_unauthenticated_caller_is_refused(client, pair):
 
 
 def test_bearer_token_is_not_client_authentication(client, pair):
-    """RFC 7662 §2.1 allows a bearer token; this issuer requires client credentials (SPEC §4)."""
+    """RFC 7662 §2.1 allows a bearer token; this issuer requires client credentials (docs/conformance.md)."""
     registered, secret = pair
     token = issue(client, registered, secret)
     response = client.post(INTROSPECT, data={"token": token}, headers={"Authorization": f"Bearer {token}"})

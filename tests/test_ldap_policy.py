@@ -1,8 +1,8 @@
-"""SPEC §7 with ``USE_LDAP``: LDAP groups decide grants, and an LDAP outage never turns into one.
+"""docs/authorization.md with ``USE_LDAP``: LDAP groups decide grants, and an LDAP outage never turns into one.
 
 Against the real ``slapd`` fixture (tests/data/ldap/base.ldif) and a real tree built with chown
 (needs root). Stale answers are served up to ``GROUP_CACHE_MAX_STALENESS``; beyond it the token
-endpoint and the authorization endpoint answer 503 with ``Retry-After`` (SPEC §8).
+endpoint and the authorization endpoint answer 503 with ``Retry-After`` (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def decide(username: str, scope: str, client_scope: str = CLIENT_SCOPE) -> Grant
 
 
 def test_ldap_groups_decide_grants(app):
-    """SPEC §7: posixGroup ``memberUid``, groupOfNames ``member`` DNs and the primary gid decide."""
+    """docs/authorization.md: posixGroup ``memberUid``, groupOfNames ``member`` DNs and the primary gid decide."""
     with app.app_context():
         assert isinstance(decide("alice", "storage.create:/data/atlas"), Grant)  # memberUid
         assert isinstance(decide("bob", "storage.create:/data/cms"), Grant)  # member DN
@@ -88,7 +88,7 @@ def test_ldap_groups_decide_grants(app):
 
 
 def test_filter_injection_gets_nothing(app):
-    """SPEC §7 (filter values escaped): a crafted name matches no one else's entry or groups."""
+    """docs/authorization.md (filter values escaped): a crafted name matches no one else's entry or groups."""
     with app.app_context():
         for name in ("alice)(uid=*", "*)(|(uid=*", "al*"):
             refusal = decide(name, "storage.read:/data/atlas")
@@ -106,7 +106,7 @@ def sign_in_as(client, username: str) -> None:
 
 
 def test_ldap_outage_bounded_staleness_then_503(app, slapd):
-    """SPEC §7/§8: while LDAP is down a cached answer is served up to GROUP_CACHE_MAX_STALENESS,
+    """docs/authorization.md; docs/errors.md: while LDAP is down a cached answer is served up to GROUP_CACHE_MAX_STALENESS,
     then the token and authorization endpoints answer 503 with Retry-After — never a grant —
     and the refresh token presented then still works once LDAP is back."""
     with app.app_context():

@@ -1,4 +1,4 @@
-"""Periodic work (SPEC §2 beat): key rotation, expiry cleanup, and the beat schedule."""
+"""Periodic work (docs/flows.md beat): key rotation, expiry cleanup, and the beat schedule."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 
 from .conftest import basic_auth, make_app
 
-SPEC = Path(__file__).resolve().parent.parent / "scitoken_issuer" / "openapi.yaml"
+OPENAPI_DOCUMENT = Path(__file__).resolve().parent.parent / "scitoken_issuer" / "openapi.yaml"
 #: Flask adds HEAD to every GET rule and answers OPTIONS itself; neither is an endpoint of ours.
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
 CLIENT_ID, CLIENT_SECRET = "schemathesis-client", "schemathesis-secret-0123456789abcdef-0123456789"
@@ -30,7 +30,7 @@ CLIENT_AUTHENTICATED = {"POST /auth/token", "POST /auth/introspect", "POST /auth
 
 
 def described() -> set[tuple[str, str]]:
-    paths = yaml.safe_load(SPEC.read_text())["paths"]
+    paths = yaml.safe_load(OPENAPI_DOCUMENT.read_text())["paths"]
     return {(path, method.upper()) for path, item in paths.items() for method in item
             if method in ("get", "put", "post", "delete", "patch")}
 
@@ -44,7 +44,7 @@ def flask_rules(app) -> set[tuple[str, str]]:
 
 def test_description_is_valid_openapi_31():
     """The document is OpenAPI 3.1 and valid against its meta-schema."""
-    document = yaml.safe_load(SPEC.read_text())
+    document = yaml.safe_load(OPENAPI_DOCUMENT.read_text())
     assert document["openapi"].startswith("3.1.")
     validate(document)
 
@@ -62,7 +62,7 @@ def test_served_at_documented_path(client):
     response = client.get("/openapi.yaml")
     assert response.status_code == 200
     assert response.content_type == "application/yaml"
-    assert response.data == SPEC.read_bytes()
+    assert response.data == OPENAPI_DOCUMENT.read_bytes()
 
 
 def test_non_ascii_response_type_is_a_client_error(client, make_client):

@@ -1,4 +1,4 @@
-"""The PostgreSQL fixture serves a real database (SPEC §2: PostgreSQL in production)."""
+"""The PostgreSQL fixture serves a real database (docs/flows.md: PostgreSQL in production)."""
 
 from __future__ import annotations
 

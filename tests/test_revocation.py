@@ -1,4 +1,4 @@
-"""RFC 7009 token revocation at ``/auth/revoke``, and its audit line (SPEC §8)."""
+"""RFC 7009 token revocation at ``/auth/revoke``, and its audit line (docs/errors.md)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_unauthenticated_caller_is_refused(client, pair):
 
 
 def test_revocation_audit_line(client, pair, caplog):
-    """SPEC §8: one structured audit line per revocation with subject, client and jti; never the token."""
+    """docs/errors.md: one structured audit line per revocation with subject, client and jti; never the token."""
     registered, secret = pair
     token = issue(client, registered, secret)
     jti = pyjwt.decode(token, options={"verify_signature": False})["jti"]

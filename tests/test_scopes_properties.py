@@ -1,4 +1,4 @@
-"""Property tests: no scope string ever yields a granted or checked path outside POSIX_PATH (SPEC §7 step 1).
+"""Property tests: no scope string ever yields a granted or checked path outside POSIX_PATH (docs/authorization.md, rule 1).
 
 Hypothesis feeds nasty strings — ``..``, ``.``, ``//``, NUL, unicode, percent-encoding, and names of
 symlinks that escape the root, loop, or point at a sibling whose name starts like the root's.
@@ -91,7 +91,7 @@ def test_parse_scopes_only_raises_scope_error(text):
 @settings(max_examples=500, deadline=None)
 @given(path=paths, permission=PERMISSIONS)
 def test_no_path_is_granted_or_checked_outside_root(tree, path, permission):
-    """SPEC §7 step 1: granted only if the path, symlinks resolved, stays inside POSIX_PATH."""
+    """docs/authorization.md, rule 1: granted only if the path, symlinks resolved, stays inside POSIX_PATH."""
     root, real_root = tree
     for user in (ROOT_USER, OTHER_USER):
         decision = check_access(root, user, permission, path)
@@ -107,7 +107,7 @@ def test_no_path_is_granted_or_checked_outside_root(tree, path, permission):
 @settings(max_examples=300, deadline=None)
 @given(text=scope_texts)
 def test_no_scope_string_is_granted_outside_root_in_strict_mode(tree, text):
-    """The same, end to end from the scope string, with the strict index (SPEC §7 step 4)."""
+    """The same, end to end from the scope string, with the strict index (docs/authorization.md, rule 4)."""
     root, real_root = tree
     index = _index(root)
     try:

@@ -1,4 +1,4 @@
-"""SPEC §5.1, §5.3, §7 through HTTP: the authorization code flow (RFC 6749 §4.1, PKCE RFC 7636)
+"""docs/flows.md (flows 1 and 3) and docs/authorization.md through HTTP: the authorization code flow (RFC 6749 §4.1, PKCE RFC 7636)
 with the development login against a real directory tree, and the refresh re-check (RFC 6749 §6).
 
 Needs root for chown (CI runs as root).
@@ -65,7 +65,7 @@ def pkce() -> tuple[str, str]:
 
 
 def sign_in(client, username: str = "alice", password: str = "pw") -> None:
-    """The development login (SPEC §2), with the CSRF token from its form."""
+    """The development login (docs/flows.md), with the CSRF token from its form."""
     form = client.get("/auth/login?next=/auth/device")
     assert form.status_code == 200
     response = client.post("/auth/login", data={"username": username, "password": password, "next": "/auth/device",
@@ -115,7 +115,7 @@ def login_and_get_tokens(client, oauth_client, scope: str) -> dict:
 
 
 def test_granted_scope_is_in_the_jwt(client, oauth_client):
-    """SPEC §5.1/§6/§7: a scope the filesystem allows appears in the token's ``scope`` claim."""
+    """docs/flows.md, flow 1; docs/tokens.md; docs/authorization.md: a scope the filesystem allows appears in the token's ``scope`` claim."""
     body = login_and_get_tokens(client, oauth_client, "openid offline_access wlcg.groups "
                                 "storage.read:/data/ana/out storage.create:/data/ana/out")
     claims = verify(client, body["access_token"])
@@ -144,7 +144,7 @@ def test_refused_scope_redirects_invalid_scope_naming_it(client, oauth_client):
 
 
 def test_strict_mode_refusal_over_http(client, oauth_client):
-    """SPEC §7 step 4: /data/ana is readable but a directory below denies alice."""
+    """docs/authorization.md, rule 4: /data/ana is readable but a directory below denies alice."""
     sign_in(client)
     _, challenge = pkce()
     _, response = approve(client, authorize_url(oauth_client, "storage.read:/data/ana", challenge))
@@ -154,7 +154,7 @@ def test_strict_mode_refusal_over_http(client, oauth_client):
 
 
 def test_scope_outside_client_policy(client, oauth_client):
-    """SPEC §7: scopes outside the client's registered policy are refused whatever POSIX says."""
+    """docs/authorization.md: scopes outside the client's registered policy are refused whatever POSIX says."""
     sign_in(client)
     _, challenge = pkce()
     _, response = approve(client, authorize_url(oauth_client, "storage.stage:/data/ana/out", challenge))
@@ -164,13 +164,13 @@ def test_scope_outside_client_policy(client, oauth_client):
 
 
 def test_login_form_requires_csrf(client):
-    """SPEC §8: browser forms carry CSRF protection."""
+    """docs/security-web.md: browser forms carry CSRF protection."""
     response = client.post("/auth/login", data={"username": "alice", "password": "pw", "next": "/auth/device"})
     assert response.status_code == 400
 
 
 def test_refresh_rechecks_the_filesystem(app, client, oauth_client):
-    """SPEC §5.3: every refresh re-decides the scopes; after a chmod the refresh is ``invalid_scope``."""
+    """docs/flows.md, flow 3: every refresh re-decides the scopes; after a chmod the refresh is ``invalid_scope``."""
     body = login_and_get_tokens(client, oauth_client, "offline_access storage.create:/data/ana/out")
     refreshed = client.post("/auth/token", data={"grant_type": "refresh_token", "client_id": oauth_client.client_id,
                                                  "refresh_token": body["refresh_token"]})

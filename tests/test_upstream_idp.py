@@ -164,7 +164,7 @@ def test_missing_username_claim_refused(idp: IdP) -> None:
 
 
 def test_recheck_rotates_then_disabled_user_refused(idp: IdP, upstream: UpstreamIdP) -> None:
-    """SPEC §5.3: the IdP refresh token re-checks the user; disabled at the IdP -> invalid_grant."""
+    """docs/flows.md, flow 3: the IdP refresh token re-checks the user; disabled at the IdP -> invalid_grant."""
     params, login_state = redirect_params(upstream, "carol", "carol-pw")
     first = upstream.finish_login(params, login_state).refresh_token
     second = upstream.recheck(first)
@@ -180,7 +180,7 @@ def test_recheck_rotates_then_disabled_user_refused(idp: IdP, upstream: Upstream
 
 
 def test_idp_stopped_is_unavailable(oidc_idp) -> None:
-    """SPEC §8: a dependency that is down is reported as unavailable (503), not as a login error."""
+    """docs/errors.md: a dependency that is down is reported as unavailable (503), not as a login error."""
     own = start(oidc_idp)
     upstream = UpstreamIdP(own.issuer, CLIENT_ID, CLIENT_SECRET, timeout=5)
     params, login_state = redirect_params(upstream, "alice", "alice-pw")
@@ -228,7 +228,7 @@ class BrokenIdP(BaseHTTPRequestHandler):
 
 
 def test_idp_server_error_is_unavailable() -> None:
-    """SPEC §8: a 5xx from the IdP's token endpoint is unavailability, not a disabled user."""
+    """docs/errors.md: a 5xx from the IdP's token endpoint is unavailability, not a disabled user."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), BrokenIdP)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -40,7 +40,7 @@ _DEPENDENCIES: dict[type, str] = {
 
 
 def _request_tree_index() -> None:
-    """Ask a worker to build the missing strict-mode index (SPEC §7 step 4); the client retries."""
+    """Ask a worker to build the missing strict-mode index (docs/authorization.md, rule 4); the client retries."""
     try:
         client = runtime().redis  # one request per minute, not one task per refused request
         if client is None or client.set("scitoken-issuer:tree-index:requested", "1", nx=True, ex=60):
@@ -105,7 +105,7 @@ def init_error_handlers(app: Flask) -> None:
     @app.errorhandler(RedisTimeoutError)
     @app.errorhandler(UpstreamUnavailable)
     def dependency_down(exc: Exception):
-        """SPEC §7/§8: a dependency the decision needs is down — 503, never a guess or a grant."""
+        """docs/authorization.md; docs/errors.md: a dependency the decision needs is down — 503, never a guess or a grant."""
         if isinstance(exc, TreeIndexMissing):
             _request_tree_index()
         return unavailable(ServiceUnavailable(_DEPENDENCIES[next(

@@ -1,4 +1,4 @@
-"""Where users and their groups come from, chosen from the settings (SPEC §7)."""
+"""Where users and their groups come from, chosen from the settings (docs/authorization.md)."""
 
 from __future__ import annotations
 

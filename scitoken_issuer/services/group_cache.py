@@ -1,4 +1,4 @@
-"""The group cache in front of a group source (SPEC §7): precomputed, bounded-stale, never wrong.
+"""The group cache in front of a group source (docs/authorization.md): precomputed, bounded-stale, never wrong.
 
 ``get`` serves a user's groups from the cache while the entry is younger than ``ttl``
 (``GROUP_CACHE_TTL``); older or missing entries are looked up live and stored. When the live

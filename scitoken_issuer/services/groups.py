@@ -1,4 +1,4 @@
-"""Where a user's POSIX groups come from (SPEC §7): the system (NSS), LDAP, or a static dev file.
+"""Where a user's POSIX groups come from (docs/authorization.md): the system (NSS), LDAP, or a static dev file.
 
 Every source answers two questions behind one small protocol:
 
@@ -88,7 +88,7 @@ class NssGroupSource:
 
 
 class StaticGroupSource:
-    """Development users from a JSON file (the embedded default's local login, SPEC §2).
+    """Development users from a JSON file (the embedded default's local login, docs/flows.md).
 
     The file is a JSON list of ``{"name", "password_hash", "uid", "gid", "email", "groups": [{"name",
     "gid"}, …]}`` (``email`` optional); ``password_hash`` is a ``werkzeug.security.generate_password_hash`` string. See

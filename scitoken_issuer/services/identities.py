@@ -1,4 +1,4 @@
-"""Users as the upstream IdP knows them: recorded at login, re-checked on refresh (SPEC §5.3)."""
+"""Users as the upstream IdP knows them: recorded at login, re-checked on refresh (docs/flows.md, flow 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Users and groups from LDAP (SPEC §7): ``posixAccount`` users, ``posixGroup`` (``memberUid``),
+"""Users and groups from LDAP (docs/authorization.md): ``posixAccount`` users, ``posixGroup`` (``memberUid``),
 ``groupOfNames`` / ``groupOfUniqueNames`` (member DNs) groups with a ``gidNumber``.
 
 Filter values are escaped, full passes use simple paged results, and one connection is reused

@@ -1,4 +1,4 @@
-"""Signing users in: the upstream IdP (in a worker) or the development login (SPEC §2, §5.1).
+"""Signing users in: the upstream IdP (in a worker) or the development login (docs/flows.md, flow 1).
 
 The browser session holds only who signed in and when (signed cookie); the IdP's tokens stay
 server-side, the IdP refresh token encrypted in the database.
