@@ -92,7 +92,8 @@ def init_database(app: Flask) -> None:
 
 
 def init_runtime(app: Flask, settings: Settings) -> None:
-    app.extensions["scitoken_issuer"] = Runtime.build(settings, app.config["SECRET_KEY"])
+    from .oauth2.protocol import GRANT_TYPES
+    app.extensions["scitoken_issuer"] = Runtime.build(settings, app.config["SECRET_KEY"], GRANT_TYPES)
 
 
 def init_oauth(app: Flask) -> None:

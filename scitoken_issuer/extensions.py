@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+if TYPE_CHECKING:  # the accessors' types; importing them here at run time would be a cycle
+    from .oauth2.resource import BearerResource
+    from .oauth2.server import AuthorizationServer
+    from .runtime import Runtime
+    from .services.failure_limits import FailureLimits
 
 # Stable constraint names, so migrations can refer to them on every database.
 NAMING_CONVENTION = {
@@ -28,11 +36,22 @@ migrate = Migrate()
 csrf = CSRFProtect()
 
 
-def runtime():
-    """The per-app :class:`scitoken_issuer.runtime.Runtime` (settings and shared services)."""
+def runtime() -> Runtime:
+    """The per-app :class:`scitoken_issuer.runtime.Runtime` (settings and shared services), for the
+    edges only: views, grants and endpoints, tasks, the CLI (docs/architecture.md)."""
     return current_app.extensions["scitoken_issuer"]
 
 
-def failure_limits():
+def authorization_server() -> AuthorizationServer:
+    """The per-app authorization server built by ``init_oauth``."""
+    return current_app.extensions["authorization_server"]
+
+
+def resource_protector() -> BearerResource:
+    """The per-app RFC 6750 resource protector built by ``init_oauth``."""
+    return current_app.extensions["resource_protector"]
+
+
+def failure_limits() -> FailureLimits:
     """The per-app :class:`scitoken_issuer.services.failure_limits.FailureLimits`."""
     return current_app.extensions["failure_limits"]

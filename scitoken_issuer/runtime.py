@@ -64,13 +64,15 @@ class Runtime:
         return checks
 
     @classmethod
-    def build(cls, settings: Settings, secret_key: str) -> "Runtime":
+    def build(cls, settings: Settings, secret_key: str, grant_types: tuple[str, ...]) -> "Runtime":
+        """Every shared service with its collaborators; ``grant_types`` are the grants the
+        authorization server runs (what clients, static ones too, may register)."""
         box = SecretBox(secret_key)
         keys = KeyStore(box, alg=settings.key_type, rsa_bits=settings.key_size,
                         rotation_seconds=settings.key_rotation_days * 86400,
                         publish_seconds=settings.key_publish_hours * 3600,
                         max_token_lifetime=settings.access_token_lifetime)
-        clients = ClientRegistry(box, settings.issuer_address)
+        clients = ClientRegistry(box, settings.issuer_address, frozenset(grant_types))
         try:
             clients.load_static(settings.static_clients)
         except ValueError as exc:

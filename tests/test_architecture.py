@@ -2,8 +2,13 @@
 code cites the project's own docs, not a document outside the repository."""
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
+
+from scitoken_issuer.extensions import db
+
+from .conftest import make_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "scitoken_issuer"
@@ -25,3 +30,58 @@ def test_no_spec_citations():
                  for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
                  if OUTSIDE_DOCUMENT.search(line)]
     assert offenders == []
+
+
+def _authlib_private_names() -> set[str]:
+    """Every ``_name`` (not dunder) authlib uses as an attribute or defines in a class."""
+    import authlib
+    names: set[str] = set()
+    for path in Path(authlib.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                names.add(node.attr)
+            elif isinstance(node, ast.ClassDef):
+                names.update(item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def _imports_authlib(tree: ast.Module) -> bool:
+    return any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("authlib")
+               or isinstance(node, ast.Import) and any(a.name.startswith("authlib") for a in node.names)
+               for node in ast.walk(tree))
+
+
+def test_no_authlib_private_attributes():
+    """docs/architecture.md: modules building on authlib use its documented hooks only: no read,
+    write or override of an attribute authlib keeps private (``_token_grants``, ``_error_uris``,
+    ``_validate_uri`` …)."""
+    private = _authlib_private_names()
+    assert {"_token_grants", "_error_uris", "_validate_token_scope"} <= private  # the check sees them
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        if not _imports_authlib(tree):
+            continue
+        for node in ast.walk(tree):
+            name = node.attr if isinstance(node, ast.Attribute) else \
+                node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+            if name in private:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert offenders == []
+
+
+def test_one_authorization_server_per_app(app, tmp_path):
+    """docs/architecture.md: each app builds its own server and resource protector from the declared
+    grant list; discovery (RFC 8414 §2 ``grant_types_supported``) and client registration read it."""
+    from scitoken_issuer.oauth2.protocol import GRANT_TYPES
+
+    other = make_app(tmp_path / "other")
+    server = app.extensions["authorization_server"]
+    assert other.extensions["authorization_server"] is not server
+    assert other.extensions["resource_protector"] is not app.extensions["resource_protector"]
+    assert server.grant_types == GRANT_TYPES
+    assert app.extensions["scitoken_issuer"].clients.supported_grants == frozenset(GRANT_TYPES)
+    metadata = app.test_client().get("/.well-known/openid-configuration").get_json()
+    assert metadata["grant_types_supported"] == list(GRANT_TYPES)
+    with other.app_context():
+        db.engine.dispose()

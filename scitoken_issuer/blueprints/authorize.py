@@ -5,7 +5,7 @@ from __future__ import annotations
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, render_template, request
 
-from ..oauth2.server import authorization
+from ..extensions import authorization_server
 from ..services.authorization import UserAuthorization
 from .consent import consent_view
 from .edge import commit_on_success
@@ -21,8 +21,9 @@ def _oauth_error(error: OAuth2Error):
     The redirect passes through the same ``after_create_authorization_response`` hook as every
     other authorization response, so it carries ``iss`` (RFC 9207 §2: error responses too)."""
     if getattr(error, "redirect_uri", None):
-        response = authorization.handle_error_response(None, error)
-        authorization.execute_hook("after_create_authorization_response", response)
+        server = authorization_server()
+        response = server.handle_error_response(None, error)
+        server.execute_hook("after_create_authorization_response", response)
         return response
     return error_response(error.status_code or 400, error.error, error.description or error.error)
 
@@ -31,7 +32,7 @@ def _oauth_error(error: OAuth2Error):
 @commit_on_success
 def authorize():
     try:
-        grant = authorization.get_consent_grant(end_user=signed_in())
+        grant = authorization_server().get_consent_grant(end_user=signed_in())
     except OAuth2Error as error:
         return _oauth_error(error)
     login_redirect = require_login()
@@ -47,4 +48,4 @@ def authorize():
     if request.form.get("decision") == "approve":
         grant_user = UserAuthorization(subject=user.username, identity_id=user.identity_id,
                                        auth_time=user.auth_time, claims=user.claims)
-    return authorization.create_authorization_response(grant=grant, grant_user=grant_user)
+    return authorization_server().create_authorization_response(grant=grant, grant_user=grant_user)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from ..background import dispatch
-from ..extensions import csrf, db, failure_limits, runtime
-from ..oauth2.server import authorization
+from ..extensions import authorization_server, csrf, db, failure_limits, runtime
 from ..services.device import format_user_code, normalize_user_code
 from ..services.failure_limits import WRONG_USER_CODE, address_key
 from .consent import consent_view
@@ -19,7 +18,7 @@ bp = Blueprint("device", __name__)
 @bp.post("/device/code")
 @csrf.exempt
 def device_authorization():
-    response = authorization.create_endpoint_response("device_authorization")
+    response = authorization_server().create_endpoint_response("device_authorization")
     if response.status_code == 200:
         db.session.commit()
         digest = runtime().secrets.hash(response.get_json()["device_code"])

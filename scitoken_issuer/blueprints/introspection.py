@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..extensions import csrf
-from ..oauth2.server import authorization
+from ..extensions import authorization_server, csrf
 from .edge import commit_on_success
 
 bp = Blueprint("introspection", __name__)
@@ -14,11 +13,11 @@ bp = Blueprint("introspection", __name__)
 @bp.post("/introspect")
 @csrf.exempt
 def introspect():
-    return authorization.create_endpoint_response("introspection")
+    return authorization_server().create_endpoint_response("introspection")
 
 
 @bp.post("/revoke")
 @csrf.exempt
 @commit_on_success
 def revoke():
-    return authorization.create_endpoint_response("revocation")
+    return authorization_server().create_endpoint_response("revocation")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..extensions import csrf
-from ..oauth2.server import authorization
+from ..extensions import authorization_server, csrf
 from .edge import commit_on_success
 
 bp = Blueprint("registration", __name__, url_prefix="/client/registration")
@@ -15,11 +14,11 @@ bp = Blueprint("registration", __name__, url_prefix="/client/registration")
 @csrf.exempt
 @commit_on_success
 def register():
-    return authorization.create_endpoint_response("client_registration")
+    return authorization_server().create_endpoint_response("client_registration")
 
 
 @bp.route("/<client_id>", methods=["GET", "PUT", "DELETE"])
 @csrf.exempt
 @commit_on_success
 def configure(client_id: str):
-    return authorization.create_endpoint_response("client_configuration")
+    return authorization_server().create_endpoint_response("client_configuration")

@@ -13,13 +13,12 @@ from __future__ import annotations
 from authlib.oauth2.rfc6750 import InvalidTokenError
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
-from ..extensions import runtime
+from ..extensions import resource_protector, runtime
 from ..services.policy import AnyClient
 from ..services.scope_listing import ScopeLister, ScopeListing
 from ..services.scopes import ScopeError
 from .errors import error_response
 from .login import signed_in
-from .userinfo import require_token
 
 bp = Blueprint("scopes", __name__)
 
@@ -56,10 +55,11 @@ def scopes():
         return page, 200, {"Cache-Control": "no-store"}
     if "Authorization" not in request.headers and _wants_html():
         return redirect(url_for("oauth.login.login", next=request.full_path.rstrip("?")))
-    with require_token.acquire("openid") as token:
+    protector = resource_protector()
+    with protector.acquire("openid") as token:
         client = runtime().clients.get(token.client_id)
         if client is None:
-            require_token.raise_error_response(
+            protector.raise_error_response(
                 InvalidTokenError("the client this access token was issued to no longer exists"))
         listing = _listing(token.subject, client)
     return listing if not isinstance(listing, ScopeListing) else _json(listing)

@@ -6,8 +6,7 @@ from flask import Blueprint, request
 from werkzeug.exceptions import HTTPException
 
 from .. import metrics
-from ..extensions import csrf, runtime
-from ..oauth2.server import authorization
+from ..extensions import authorization_server, csrf
 from .edge import commit_on_success
 
 bp = Blueprint("token", __name__)
@@ -17,7 +16,7 @@ bp = Blueprint("token", __name__)
 @csrf.exempt
 @commit_on_success
 def issue_token():
-    return authorization.create_token_response()
+    return authorization_server().create_token_response()
 
 
 @bp.after_request
@@ -32,5 +31,5 @@ def count_answer(response):
         grant_type = request.form.get("grant_type")
     except HTTPException:  # a body too large to read: the 413 itself is being answered
         grant_type = None
-    metrics.token_answered(grant_type, runtime().clients.supported_grants, error)
+    metrics.token_answered(grant_type, authorization_server().grant_types, error)
     return response

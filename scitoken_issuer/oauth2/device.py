@@ -15,12 +15,11 @@ from ..services.clients import DEVICE_GRANT
 from ..services.device import format_user_code, new_device_code, new_user_code
 from ..services.policy import check_client_scopes
 from .audience import requested_audience, to_text
-from .metadata import CLIENT_AUTH_METHODS
 from .server import requested_scopes
 
 
 class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):
-    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     @property
     def EXPIRES_IN(self) -> int:  # noqa: N802 - authlib's attribute name

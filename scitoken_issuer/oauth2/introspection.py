@@ -11,7 +11,6 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoi
 
 from ..extensions import runtime
 from ..services.audit import audit
-from .metadata import CLIENT_AUTH_METHODS, INTROSPECTION_AUTH_METHODS
 from .server import error_description
 
 
@@ -95,7 +94,8 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
     """RFC 7662: only an authenticated (confidential) client may introspect (§2.1), and only its
     own tokens; a public client is answered 401 ``invalid_client``."""
 
-    CLIENT_AUTH_METHODS = INTROSPECTION_AUTH_METHODS
+    #: RFC 7662 §2.1: introspection requires client authentication; public clients cannot.
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def check_params(self, request, client):
         check_token_params(request, self.SUPPORTED_TOKEN_TYPES)
@@ -120,7 +120,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
 class RevocationEndpoint(_RevocationEndpoint):
     """RFC 7009 §2.1: a public client identifies itself by ``client_id`` and may revoke its own tokens."""
 
-    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def check_params(self, request, client):
         check_token_params(request, self.SUPPORTED_TOKEN_TYPES)

@@ -1,21 +1,20 @@
-"""RFC 8414 / OpenID Connect Discovery metadata, derived from what is actually registered."""
+"""RFC 8414 / OpenID Connect Discovery metadata, derived from what this app's server registered
+and from the grant and endpoint classes themselves."""
 
 from __future__ import annotations
 
 from flask import current_app
 
-from ..extensions import runtime
+from ..extensions import authorization_server, runtime
 from ..services.keys import ID_TOKEN_ALG
-from .server import authorization
+from .introspection import IntrospectionEndpoint, RevocationEndpoint
+from .protocol import token_endpoint_auth_methods
 
 SCOPES_SUPPORTED = [
     "openid", "profile", "email", "offline_access", "wlcg.groups",
     "storage.read:/", "storage.create:/", "storage.modify:/", "storage.stage:/",
     "read:/", "write:/", "compute.read", "compute.modify", "compute.create", "compute.cancel",
 ]
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
-#: RFC 7662 §2.1: the introspection endpoint requires client authentication; public clients cannot.
-INTROSPECTION_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def _has(endpoint: str) -> bool:
@@ -26,19 +25,19 @@ def server_metadata() -> dict:
     """Every field advertises something this running issuer does."""
     settings = runtime().settings
     base = settings.issuer_address
-    grants = [grant.GRANT_TYPE for grant, _ext in authorization._token_grants]
+    grants = list(authorization_server().grant_types)
     meta: dict = {
         "issuer": base,
         "jwks_uri": f"{base}/auth/certs",
         "token_endpoint": f"{base}/auth/token",
         "grant_types_supported": grants,
-        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": token_endpoint_auth_methods(),
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": [],
         "introspection_endpoint": f"{base}/auth/introspect",
-        "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": IntrospectionEndpoint.CLIENT_AUTH_METHODS,
         "revocation_endpoint": f"{base}/auth/revoke",
-        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": RevocationEndpoint.CLIENT_AUTH_METHODS,
     }
     if settings.registration != "closed":
         meta["registration_endpoint"] = f"{base}/auth/client/registration"

@@ -41,12 +41,31 @@ class IssuerClientMetadataClaims(ClientMetadataClaims):
         except (TypeError, AttributeError, KeyError) as exc:
             raise InvalidClaimError("jwks") from exc
 
-    def _validate_uri(self, key, uri=None):
+    def string_uri(self, key: str) -> None:
         """authlib's URL parser raises on a non-string; that is invalid metadata, not a 500."""
-        value = self.get(key) if uri is None else uri
+        value = self.get(key)
         if value is not None and not isinstance(value, str):
             raise InvalidClaimError(key)
-        super()._validate_uri(key, uri)
+
+    def validate_client_uri(self):
+        self.string_uri("client_uri")
+        super().validate_client_uri()
+
+    def validate_logo_uri(self):
+        self.string_uri("logo_uri")
+        super().validate_logo_uri()
+
+    def validate_tos_uri(self):
+        self.string_uri("tos_uri")
+        super().validate_tos_uri()
+
+    def validate_policy_uri(self):
+        self.string_uri("policy_uri")
+        super().validate_policy_uri()
+
+    def validate_jwks_uri(self):
+        self.string_uri("jwks_uri")
+        super().validate_jwks_uri()
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskAutho
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, UnsupportedGrantTypeError, \
     UnsupportedResponseTypeError
 
-from ..extensions import db, runtime
+from ..extensions import db
 from ..models import Client
+from ..services.clients import ClientRegistry
 from ..services.scopes import Scope, ScopeError, parse_scopes
 from .client_auth_limits import limited_authentication
 from .tokens import generate_token
@@ -46,23 +47,23 @@ class GrantTypeError(UnsupportedGrantTypeError):
             self.description = error_description(f"grant_type {grant_type} is not supported", 200)
 
 
-def query_client(client_id: str) -> Client | None:
-    return runtime().clients.get(client_id)
-
-
 def save_token(token: dict, request) -> None:
     """Tokens are recorded when minted (:mod:`scitoken_issuer.services.tokens`); nothing to do."""
 
 
 class AuthorizationServer(_FlaskAuthorizationServer):
-    """Adds strict scope syntax checking; every grant and endpoint is registered in ``init_app``."""
+    """authlib's Flask server for one app, with strict scope syntax checking and described
+    errors. Built by ``init_oauth`` from the declared grants (:mod:`.protocol`), which it keeps in
+    :attr:`grant_types`."""
 
-    def __init__(self) -> None:
-        super().__init__(query_client=query_client, save_token=save_token)
+    def __init__(self, clients: ClientRegistry, grant_types: tuple[str, ...]) -> None:
+        super().__init__(query_client=clients.get, save_token=save_token)
+        #: the grant types registered on this server (from the declared list), in order
+        self.grant_types = grant_types
 
     def load_config(self, config) -> None:
+        """Only our token generator; authlib's ``OAUTH2_*`` settings are not used here."""
         self.register_token_generator("default", generate_token)
-        self._error_uris = None
 
     def validate_requested_scope(self, scope: str | None) -> None:
         if scope is not None:
@@ -75,7 +76,7 @@ class AuthorizationServer(_FlaskAuthorizationServer):
             return super().get_authorization_grant(request)
         except ValueError:
             pass
-        client = query_client(request.payload.client_id) if request.payload.client_id else None
+        client = self.query_client(request.payload.client_id) if request.payload.client_id else None
         redirect_uri = None  # RFC 6749 §4.1.2.1: back to the client only to a verified redirect URI
         if client is not None:
             requested = request.payload.redirect_uri
@@ -92,9 +93,10 @@ class AuthorizationServer(_FlaskAuthorizationServer):
             raise GrantTypeError(request.payload.grant_type) from None
 
     def authenticate_client(self, request, methods, endpoint="token"):
-        return limited_authentication(lambda: self._authenticate_client(request, methods, endpoint), request)
+        return limited_authentication(lambda: self.authenticate_unlimited(request, methods, endpoint), request)
 
-    def _authenticate_client(self, request, methods, endpoint):
+    def authenticate_unlimited(self, request, methods, endpoint):
+        """authlib's client authentication, a malformed header answered ``invalid_client``."""
         try:
             return super().authenticate_client(request, methods, endpoint)
         except ValueError:  # authlib's Basic parser lets "Basic " and non-UTF-8 credentials through
@@ -107,5 +109,3 @@ class AuthorizationServer(_FlaskAuthorizationServer):
                                                   error.error.replace("_", " "))
         return super().handle_error_response(request, error)
 
-
-authorization = AuthorizationServer()

@@ -27,8 +27,6 @@ logger = logging.getLogger(__name__)
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-#: Every grant this issuer implements; the running server narrows it to what it registered.
-SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", DEVICE_GRANT, "client_credentials"})
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 #: Metadata of this issuer beyond RFC 7591 that a client may register.
 EXTENSION_FIELDS = ("token_profile",)
@@ -58,7 +56,7 @@ class Registration:
 
 
 def validate_metadata(metadata: dict, *, admin: bool, current: Client | None = None,
-                      supported_grants: frozenset[str] = SUPPORTED_GRANTS) -> dict:
+                      supported_grants: frozenset[str]) -> dict:
     """Check and normalise client metadata as a registration by this caller; raise
     :class:`ClientMetadataError` naming the problem. Defaults are filled in and duplicates dropped,
     so the result is the metadata as registered (RFC 7591 §3.2.1). Nothing is inherited from a
@@ -149,12 +147,12 @@ def check_pkce_exemption(metadata: dict, pkce_required: object, *, admin: bool) 
 class ClientRegistry:
     """Creates, reads, updates and deletes clients. Adds/flushes; callers commit."""
 
-    def __init__(self, box: SecretBox, issuer: str):
+    def __init__(self, box: SecretBox, issuer: str, supported_grants: frozenset[str]):
         self.box = box
         self.issuer = issuer
         self.static: dict[str, Client] = {}
-        #: the grant types the authorization server has registered (set in ``init_oauth``)
-        self.supported_grants: frozenset[str] = SUPPORTED_GRANTS
+        #: the grant types the authorization server runs (``oauth2.protocol.GRANT_TYPES``)
+        self.supported_grants = supported_grants
 
     def get(self, client_id: object) -> Client | None:
         if not isinstance(client_id, str) or not client_id or len(client_id) > 128:

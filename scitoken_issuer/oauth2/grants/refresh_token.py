@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import (InvalidGrantError, InvalidRequestError, InvalidScopeError,
+                                    UnauthorizedClientError, grants)
 
 from ...extensions import db, runtime
 from ...models import RefreshFamily, RefreshToken
@@ -61,7 +62,25 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
               grant_type="refresh_token")
         raise InvalidGrantError(problem)
 
-    def _validate_token_scope(self, credential: RefreshCredential) -> None:
+    def validate_token_request(self) -> None:
+        """RFC 6749 §6 as authlib checks it, with our scope rule: a narrower scope is one the
+        family's scope covers by policy (``storage.read:/data`` covers ``storage.read:/data/ana``),
+        not only a subset of its words."""
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'")
+        self.request.client = client
+        refresh_token = self.request.form.get("refresh_token")
+        if refresh_token is None:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        credential = self.authenticate_refresh_token(refresh_token)
+        if not credential or not credential.check_client(client):
+            raise InvalidGrantError()
+        self.check_narrower_scope(credential)
+        self.request.refresh_token = credential
+
+    def check_narrower_scope(self, credential: RefreshCredential) -> None:
+        """A ``scope`` asked with the refresh must be within the family's (RFC 6749 §6)."""
         requested = self.request.payload.scope
         if not requested:
             return
