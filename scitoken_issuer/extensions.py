@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from flask import current_app
+from sqlalchemy import event
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 if TYPE_CHECKING:  # the accessors' types; importing them here at run time would be a cycle
     from .oauth2.resource import BearerResource
@@ -34,6 +35,27 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
+
+#: ``Session.info`` key of the callbacks waiting for the current transaction to commit.
+_AFTER_COMMIT = "scitoken_issuer.after_commit"
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the current transaction of ``db.session`` commits; drop it if the
+    transaction rolls back. For side effects that must follow a commit (a Redis announcement)."""
+    db.session().info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:  # the outermost transaction: nothing will commit
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 def runtime() -> Runtime:

@@ -1,6 +1,7 @@
 """Per-app shared services, built once in ``create_app`` and kept in ``app.extensions``.
 
-Building them opens no connection: Redis and LDAP clients connect on first use.
+This is where services meet their collaborators (each gets them in its constructor); it holds no
+logic of its own. Building them opens no connection: Redis and LDAP clients connect on first use.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from dataclasses import dataclass
 
 import redis
 
-from .services.authorization import ScopePolicy
+from .services.authorization import ScopePolicy, UserScopes
 from .services.clients import ClientRegistry
 from .services.device import DeviceFlow
+from .services.device_decisions import DeviceDecisions
 from .services.directory import build_group_source
 from .services.group_cache import GroupCache
+from .services.identities import Identities
 from .services.keys import KeyStore
+from .services.login import Logins
+from .services.maintenance import Maintenance
 from .services.posix import StatCache
+from .services.readiness import Readiness
 from .services.refresh import RefreshService
 from .services.secrets import SecretBox
 from .services.tokens import TokenService
@@ -26,6 +32,9 @@ from .settings import ConfigError, Settings
 
 @dataclass
 class Runtime:
+    """The services of one app; read at the edges only (views, grants, tasks, CLI) through
+    :func:`scitoken_issuer.extensions.runtime`."""
+
     settings: Settings
     secrets: SecretBox
     keys: KeyStore
@@ -38,30 +47,12 @@ class Runtime:
     policy: ScopePolicy
     idp: UpstreamIdP | None
     device: DeviceFlow
-
-    def grant_scopes(self, username: str, requested, client):
-        """The one scope decision for a user by name: their groups (cache), then the policy."""
-        return self.policy.grant_scopes(self.groups.get(username), requested, client)
-
-    def readiness_checks(self) -> dict:
-        """name -> callable answering "ok" or why not, for dependencies this deployment uses."""
-        checks = {}
-        if self.redis is not None:
-            def redis_ok() -> str:
-                try:
-                    return "ok" if self.redis.ping() else "no answer"
-                except redis.RedisError:
-                    return "unavailable"
-            checks["redis"] = redis_ok
-        if self.idp is not None:
-            def idp_ok() -> str:
-                try:
-                    self.idp.metadata()
-                    return "ok"
-                except Exception:  # readiness reports, never raises
-                    return "unavailable"
-            checks["idp"] = idp_ok
-        return checks
+    user_scopes: UserScopes
+    identities: Identities
+    logins: Logins
+    device_decisions: DeviceDecisions
+    maintenance: Maintenance
+    readiness: Readiness
 
     @classmethod
     def build(cls, settings: Settings, secret_key: str, grant_types: tuple[str, ...]) -> "Runtime":
@@ -97,7 +88,13 @@ class Runtime:
             idp = UpstreamIdP(settings.idp_address, settings.idp_client_id, settings.idp_client_secret,
                               username_claim=settings.idp_username_claim)
         tokens = TokenService(keys, settings.issuer_address, settings.audience, settings.access_token_lifetime)
-        return cls(settings=settings, secrets=box, keys=keys, tokens=tokens, clients=clients,
-                   refresh=RefreshService(box, settings.refresh_token_lifetime, settings.refresh_reuse_grace),
-                   redis=client, groups=groups, tree=tree, policy=policy, idp=idp,
-                   device=DeviceFlow(box, client, settings.device_code_lifetime, settings.device_poll_interval))
+        refresh = RefreshService(box, settings.refresh_token_lifetime, settings.refresh_reuse_grace)
+        device = DeviceFlow(box, client, settings.device_code_lifetime, settings.device_poll_interval)
+        user_scopes = UserScopes(groups, policy)
+        identities = Identities(box, idp, settings.idp_recheck_interval)
+        return cls(settings=settings, secrets=box, keys=keys, tokens=tokens, clients=clients, refresh=refresh,
+                   redis=client, groups=groups, tree=tree, policy=policy, idp=idp, device=device,
+                   user_scopes=user_scopes, identities=identities, logins=Logins(idp, groups, identities),
+                   device_decisions=DeviceDecisions(device, clients, user_scopes),
+                   maintenance=Maintenance(client, keys, tree, refresh),
+                   readiness=Readiness(keys, client, idp))

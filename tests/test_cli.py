@@ -39,7 +39,7 @@ def test_add_prints_the_secret_once(cli):
     assert len(secret) >= 43 and created["grant_types"] == ["client_credentials"]
     assert created["token_profile"] == "scitokens"
     stored = runtime().clients.get(created["client_id"])
-    assert stored.source == "admin" and stored.check_client_secret(secret)
+    assert stored.source == "admin" and runtime().clients.check_secret(stored, secret)
     assert secret not in json.dumps(stored.client_metadata) and stored.client_secret_hash != secret
 
     listed = cli("client", "list")

@@ -32,7 +32,8 @@ def test_register_returns_credentials_and_management_uri(client):
     assert body["token_endpoint_auth_method"] == "client_secret_basic"
     stored = runtime().clients.get(body["client_id"])
     assert stored.client_secret_hash != body["client_secret"]  # stored as a keyed hash only
-    assert stored.check_client_secret(body["client_secret"])
+    assert runtime().clients.check_secret(stored, body["client_secret"])
+    assert not runtime().clients.check_secret(stored, body["client_secret"] + "x")
 
 
 def test_public_client_gets_no_secret(client):

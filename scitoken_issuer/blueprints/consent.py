@@ -34,6 +34,6 @@ def consent_view(username: str, scope_string: str | None, client) -> tuple[list[
         scopes = parse_scopes(scope_string or "")
     except ScopeError as exc:  # a stored device request from before a grammar change
         return [], Refusal(scope_string or "", f"malformed scope: {exc}")
-    decision = runtime().grant_scopes(username, scopes, client)
+    decision = runtime().user_scopes.grant_scopes(username, scopes, client)
     shown = [ShownScope(s.raw, describe(s)) for s in scopes]
     return shown, decision if isinstance(decision, Refusal) else None

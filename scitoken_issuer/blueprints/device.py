@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from ..background import dispatch
-from ..extensions import authorization_server, csrf, db, failure_limits, runtime
+from ..extensions import authorization_server, csrf, failure_limits, runtime
 from ..services.device import format_user_code, normalize_user_code
 from ..services.failure_limits import WRONG_USER_CODE, address_key
 from .consent import consent_view
@@ -15,17 +15,13 @@ from .login import require_login, signed_in
 
 bp = Blueprint("device", __name__)
 
+
 @bp.post("/device/code")
 @csrf.exempt
+@commit_on_success
 def device_authorization():
-    response = authorization_server().create_endpoint_response("device_authorization")
-    if response.status_code == 200:
-        db.session.commit()
-        digest = runtime().secrets.hash(response.get_json()["device_code"])
-        runtime().device.announce(runtime().device.decision(digest))
-    else:
-        db.session.rollback()
-    return response
+    """RFC 8628 §3.1; the new row is announced to Redis once committed (:class:`DeviceFlow`)."""
+    return authorization_server().create_endpoint_response("device_authorization")
 
 
 def _code_form(error: str | None = None, status: int = 200, code: str = ""):

@@ -11,7 +11,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 
 from ..background import dispatch
 from ..extensions import runtime
-from ..services.login import SESSION_KEY, SignedIn, development_login
+from ..services.login import SESSION_KEY, SignedIn
 from .errors import ServiceUnavailable, error_response
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def login():
 def _development_login(target: str):
     error = None
     if request.method == "POST":
-        signed = development_login(request.form.get("username", "")[:64], request.form.get("password", "")[:256])
+        signed = runtime().logins.development_login(request.form.get("username", "")[:64], request.form.get("password", "")[:256])
         if signed is not None:
             session.clear()
             session[SESSION_KEY] = signed.to_session()

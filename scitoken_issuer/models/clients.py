@@ -1,14 +1,13 @@
-"""OAuth clients, with the authlib ``ClientMixin`` interface over hashed secrets."""
+"""OAuth clients, with the authlib ``ClientMixin`` interface. The secret is kept as a keyed hash;
+checking one is the registry's work (:meth:`ClientRegistry.check_secret`)."""
 
 from __future__ import annotations
-
-import hmac
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import JSON, Boolean, Integer, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db, runtime
+from ..extensions import db
 from ..services.redirects import redirect_uri_allowed
 
 #: Grants only an administrator may give a client (docs/registration.md).
@@ -97,12 +96,6 @@ class Client(db.Model, ClientMixin):
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri_allowed(self.redirect_uris, redirect_uri)
-
-    def check_client_secret(self, client_secret: str) -> bool:
-        if not self.client_secret_hash or not isinstance(client_secret, str):
-            return False
-        candidate = runtime().secrets.hash(client_secret)
-        return hmac.compare_digest(candidate, self.client_secret_hash)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if endpoint == "token":

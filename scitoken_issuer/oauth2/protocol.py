@@ -13,6 +13,7 @@ from typing import Callable
 from authlib.oauth2.rfc9207 import IssuerParameter
 
 from ..services.clients import ClientRegistry
+from .client_secrets import SecretAuthentication
 from .device import DeviceAuthorizationEndpoint
 from .grants.authorization_code import AuthorizationCodeGrant, StrictCodeChallenge
 from .grants.client_credentials import ClientCredentialsGrant
@@ -63,6 +64,9 @@ def build_authorization_server(clients: ClientRegistry, issuer: str) -> Authoriz
     for endpoint in ENDPOINTS:
         server.register_endpoint(endpoint)
     server.register_extension(Issuer(issuer))
+    secrets = SecretAuthentication(clients)
+    server.register_client_auth_method("client_secret_basic", secrets.basic)
+    server.register_client_auth_method("client_secret_post", secrets.post)
     return server
 
 

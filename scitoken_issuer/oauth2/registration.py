@@ -246,7 +246,7 @@ class ConfigurationEndpoint(ClientConfigurationEndpoint):
                 raise InvalidRequestError(f"{name} is set by the server and must not be sent (RFC 7592 section 2.2)")
         if data.get("client_id") != client.client_id:
             raise InvalidRequestError("client_id must be sent and be this client's (RFC 7592 section 2.2)")
-        if "client_secret" in data and not client.check_client_secret(data["client_secret"]):
+        if "client_secret" in data and not runtime().clients.check_secret(client, data["client_secret"]):
             raise InvalidRequestError("client_secret, when sent, must be the current one; "
                                       "a client cannot choose its secret (RFC 7592 section 2.2)")
         return super().create_update_client_response(client, request)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .policy import Refusal, check_client_scopes, client_policy, policy_allows
 from .posix import Decision, LiveSubtree, StatCache, check_scope
@@ -21,6 +21,9 @@ from .posix_rule import SubtreeCheck
 from .scope_verbs import Profile
 from .scopes import Scope, ScopeError, parse_scopes
 from .users import PosixUser
+
+if TYPE_CHECKING:
+    from .group_cache import GroupCache
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +146,14 @@ class ScopePolicy:
         policy = client_policy(client, for_user=True)
         names = [f"/{name}" for name in user.group_names]
         return [g for g in names if policy_allows(policy, Scope(f"wlcg.groups:{g}", "groups", None, g))]
+
+
+class UserScopes:
+    """The one scope decision for a user by name: their groups (from the cache), then the policy."""
+
+    def __init__(self, groups: "GroupCache", policy: ScopePolicy):
+        self.groups = groups
+        self.policy = policy
+
+    def grant_scopes(self, username: str, requested: list[Scope] | str, client) -> Grant | Refusal:
+        return self.policy.grant_scopes(self.groups.get(username), requested, client)

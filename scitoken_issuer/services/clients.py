@@ -7,6 +7,7 @@ an update never gives a client more than its caller could have registered (docs/
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
@@ -158,6 +159,12 @@ class ClientRegistry:
         if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
             return None
         return self.static.get(client_id) or db.session.get(Client, client_id)
+
+    def check_secret(self, client: Client, client_secret: object) -> bool:
+        """Whether ``client_secret`` is the client's secret (compared as keyed hashes)."""
+        if not client.client_secret_hash or not isinstance(client_secret, str):
+            return False
+        return hmac.compare_digest(self.box.hash(client_secret), client.client_secret_hash)
 
     def list(self) -> list[Client]:
         stored = db.session.execute(select(Client).order_by(Client.client_id)).scalars()

@@ -2,8 +2,8 @@
 
 A device authorization is a row (device code stored as a keyed hash). While it is pending, the
 polling token endpoint reads its state from a small Redis hash and never touches the database;
-the worker that records the user's decision commits it to the database first, then marks the
-Redis hash decided, so the next poll reads the outcome from the database and consumes it once.
+the row and the user's decision are announced in Redis only after their transaction commits (an
+after-commit hook), so the worker's decision is durable before the Redis hash says decided, so the next poll reads the outcome from the database and consumes it once.
 Without Redis every poll reads the database. Either way nothing lives only in a web process, so
 a restart of the web processes loses nothing.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import select, update
 
-from ..extensions import db
+from ..extensions import after_commit, db
 from ..models import DeviceCode
 from .secrets import SecretBox, new_secret
 
@@ -82,18 +82,20 @@ class DeviceFlow:
                          scope=scope, issued_at=now, expires_at=now + self.lifetime, interval=self.interval,
                          status="pending", claims={}, audience=audience)
         db.session.add(row)
+        state = PollState(row.device_code_hash, client_id, row.expires_at, row.interval, decided=False)
+        after_commit(lambda: self.announce(state))
         return row
 
-    def announce(self, row: DeviceCode) -> None:
+    def announce(self, state: PollState) -> None:
         """After the row is committed: publish the pending state for fast polling."""
         if self.redis is None:
             return
-        key = self._key(row.device_code_hash)
+        key = self._key(state.device_code_hash)
         try:
             pipe = self.redis.pipeline()
-            pipe.hset(key, mapping={"client_id": row.client_id, "expires_at": row.expires_at,
-                                    "interval": row.interval, "decided": 0})
-            pipe.expireat(key, row.expires_at + 60)
+            pipe.hset(key, mapping={"client_id": state.client_id, "expires_at": state.expires_at,
+                                    "interval": state.interval, "decided": 0})
+            pipe.expireat(key, state.expires_at + 60)
             pipe.execute()
         except redis.RedisError as exc:  # polls fall back to the database
             logger.warning("device state not published to Redis: %s", type(exc).__name__)
@@ -186,40 +188,3 @@ class DeviceFlow:
 
 def new_device_code() -> str:
     return new_secret()
-
-
-
-def complete_authorization(device_code_hash: str, username: str, identity_id: int | None, approved: bool) -> str:
-    """The worker side of a decision: decide the scopes (on approval), record, commit, signal."""
-    from ..extensions import runtime
-    from .audit import audit
-    from .policy import Refusal
-    rt = runtime()
-    row = rt.device.decision(device_code_hash)
-    if row is None or row.status != "pending":
-        return "not-pending"
-    if not approved:
-        recorded = rt.device.record_decision(device_code_hash, approved=False, subject=username,
-                                             identity_id=identity_id, reason="the user denied the request")
-        audit("issue", "denied", subject=username, client_id=row.client_id, scope=row.scope,
-              reason="the user denied the request", grant_type="device_code")
-        outcome = "denied"
-    else:
-        client = rt.clients.get(row.client_id)
-        decision = rt.grant_scopes(username, row.scope, client) if client else \
-            Refusal(row.scope, "the client no longer exists")
-        if isinstance(decision, Refusal):
-            recorded = rt.device.record_decision(device_code_hash, approved=False, subject=username,
-                                                 identity_id=identity_id, reason=decision.reason, refused=True)
-            audit("issue", "refused", subject=username, client_id=row.client_id, scope=row.scope,
-                  reason=decision.reason, grant_type="device_code")
-            outcome = "refused"
-        else:
-            recorded = rt.device.record_decision(device_code_hash, approved=True, subject=username,
-                                                 identity_id=identity_id, granted_scope=decision.scope,
-                                                 groups=decision.groups)
-            outcome = "approved"
-    db.session.commit()
-    if recorded:
-        rt.device.signal(device_code_hash)
-    return outcome if recorded else "not-pending"

@@ -7,9 +7,10 @@ import time
 
 from sqlalchemy import select
 
-from ..extensions import db, runtime
+from ..extensions import db
 from ..models import RefreshFamily, UpstreamIdentity
-from .upstream_idp import UpstreamLogin, UpstreamUnavailable, UpstreamUserDisabled
+from .secrets import SecretBox
+from .upstream_idp import UpstreamIdP, UpstreamLogin, UpstreamUnavailable, UpstreamUserDisabled
 
 logger = logging.getLogger(__name__)
 
@@ -18,50 +19,57 @@ class IdentityCheckFailed(Exception):
     """The IdP no longer vouches for the user: the token family must end."""
 
 
-def record_login(issuer: str, login: UpstreamLogin) -> UpstreamIdentity:
-    """Create or update the identity, keeping the IdP refresh token encrypted. Flushes."""
-    now = int(time.time())
-    identity = db.session.execute(select(UpstreamIdentity).where(
-        UpstreamIdentity.issuer == issuer, UpstreamIdentity.subject == login.subject)).scalar_one_or_none()
-    if identity is None:
-        identity = UpstreamIdentity(issuer=issuer, subject=login.subject, username=login.username,
-                                    created_at=now, last_login_at=now)
-        db.session.add(identity)
-    identity.username = login.username
-    identity.last_login_at = identity.last_checked_at = now
-    identity.disabled_at = None
-    if login.refresh_token:
-        identity.refresh_token = runtime().secrets.encrypt(login.refresh_token.encode())
-    db.session.flush()
-    return identity
+class Identities:
+    """Upstream identities: recorded at each login, re-checked at the IdP on refresh. Flushes;
+    callers commit."""
 
+    def __init__(self, box: SecretBox, idp: UpstreamIdP | None, recheck_interval: int):
+        self.box = box
+        self.idp = idp
+        self.recheck_interval = recheck_interval
 
-def recheck_identity(family: RefreshFamily, now: int | None = None) -> None:
-    """Ask the IdP about the family's user when the last check is older than the interval.
+    def record_login(self, issuer: str, login: UpstreamLogin) -> UpstreamIdentity:
+        """Create or update the identity, keeping the IdP refresh token encrypted. Flushes."""
+        now = int(time.time())
+        identity = db.session.execute(select(UpstreamIdentity).where(
+            UpstreamIdentity.issuer == issuer, UpstreamIdentity.subject == login.subject)).scalar_one_or_none()
+        if identity is None:
+            identity = UpstreamIdentity(issuer=issuer, subject=login.subject, username=login.username,
+                                        created_at=now, last_login_at=now)
+            db.session.add(identity)
+        identity.username = login.username
+        identity.last_login_at = identity.last_checked_at = now
+        identity.disabled_at = None
+        if login.refresh_token:
+            identity.refresh_token = self.box.encrypt(login.refresh_token.encode())
+        db.session.flush()
+        return identity
 
-    Raises :class:`IdentityCheckFailed` when the user was disabled there, and lets
-    ``UpstreamUnavailable`` through (answered 503: the family stays, the client retries).
-    """
-    rt = runtime()
-    now = int(time.time()) if now is None else now
-    if rt.idp is None or family.identity_id is None:
-        return
-    if family.idp_checked_at and now - family.idp_checked_at < rt.settings.idp_recheck_interval:
-        return
-    # locked (PostgreSQL): two refreshes of one user must not both spend the rotating IdP token
-    identity = db.session.get(UpstreamIdentity, family.identity_id, with_for_update=True)
-    if identity is None or identity.disabled_at is not None:
-        raise IdentityCheckFailed("the user is no longer known at the identity provider")
-    if identity.refresh_token is None:
-        raise IdentityCheckFailed("the identity provider gave no refresh token to re-check the user; log in again")
-    try:
-        rotated = rt.idp.recheck(rt.secrets.decrypt(identity.refresh_token).decode())
-    except UpstreamUserDisabled:
-        identity.disabled_at = now
-        logger.info("user %s was disabled at the IdP", identity.username)
-        raise IdentityCheckFailed("the user was disabled at the identity provider") from None
-    except UpstreamUnavailable:
-        raise
-    if rotated:
-        identity.refresh_token = rt.secrets.encrypt(rotated.encode())
-    identity.last_checked_at = family.idp_checked_at = now
+    def recheck(self, family: RefreshFamily, now: int | None = None) -> None:
+        """Ask the IdP about the family's user when the last check is older than the interval.
+
+        Raises :class:`IdentityCheckFailed` when the user was disabled there, and lets
+        ``UpstreamUnavailable`` through (answered 503: the family stays, the client retries).
+        """
+        now = int(time.time()) if now is None else now
+        if self.idp is None or family.identity_id is None:
+            return
+        if family.idp_checked_at and now - family.idp_checked_at < self.recheck_interval:
+            return
+        # locked (PostgreSQL): two refreshes of one user must not both spend the rotating IdP token
+        identity = db.session.get(UpstreamIdentity, family.identity_id, with_for_update=True)
+        if identity is None or identity.disabled_at is not None:
+            raise IdentityCheckFailed("the user is no longer known at the identity provider")
+        if identity.refresh_token is None:
+            raise IdentityCheckFailed("the identity provider gave no refresh token to re-check the user; log in again")
+        try:
+            rotated = self.idp.recheck(self.box.decrypt(identity.refresh_token).decode())
+        except UpstreamUserDisabled:
+            identity.disabled_at = now
+            logger.info("user %s was disabled at the IdP", identity.username)
+            raise IdentityCheckFailed("the user was disabled at the identity provider") from None
+        except UpstreamUnavailable:
+            raise
+        if rotated:
+            identity.refresh_token = self.box.encrypt(rotated.encode())
+        identity.last_checked_at = family.idp_checked_at = now

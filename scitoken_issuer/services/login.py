@@ -10,11 +10,11 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
-from ..extensions import runtime
 from .audit import audit
+from .group_cache import GroupCache
 from .groups import StaticGroupSource
-from .identities import record_login
-from .upstream_idp import LoginState
+from .identities import Identities
+from .upstream_idp import LoginState, UpstreamIdP
 
 logger = logging.getLogger(__name__)
 
@@ -47,26 +47,34 @@ class SignedIn:
         return signed_in if time.time() - signed_in.auth_time < LOGIN_LIFETIME else None
 
 
-def finish_idp_login(state: dict, params: dict) -> dict:
-    """Exchange the IdP's code, validate the id token, record the identity, warm the user's groups.
+class Logins:
+    """Sign-in: the upstream IdP's code exchange, or the development login's password check."""
 
-    Runs in a Celery worker; returns the :class:`SignedIn` as a dict. Raises the
-    ``UpstreamLoginError`` / ``UpstreamUnavailable`` of the IdP client.
-    """
-    rt = runtime()
-    login = rt.idp.finish_login(params, LoginState.from_dict(state))
-    identity = record_login(rt.idp.metadata()["issuer"], login)
-    rt.groups.get(login.username)  # resolve the POSIX identity now: the consent page needs it
-    claims = {k: login.claims[k] for k in ("name", "email") if isinstance(login.claims.get(k), str)}
-    audit("login", "signed-in", subject=login.username, idp_subject=login.subject)
-    return SignedIn(login.username, identity.id, int(time.time()), claims).to_session()
+    def __init__(self, idp: UpstreamIdP | None, groups: GroupCache, identities: Identities):
+        self.idp = idp
+        self.groups = groups
+        self.identities = identities
 
+    def finish_idp_login(self, state: dict, params: dict) -> dict:
+        """Exchange the IdP's code, validate the id token, record the identity, warm the user's groups.
 
-def development_login(username: str, password: str) -> SignedIn | None:
-    """Check a development user's password (``config/dev-users.json``)."""
-    source = runtime().groups.source
-    if not isinstance(source, StaticGroupSource) or not source.check_password(username, password):
-        audit("login", "refused", subject=username[:64], reason="development login: wrong user or password")
-        return None
-    audit("login", "signed-in", subject=username, method="development")
-    return SignedIn(username, None, int(time.time()), source.profile_claims(username))
+        Runs in a Celery worker; returns the :class:`SignedIn` as a dict. Raises the
+        ``UpstreamLoginError`` / ``UpstreamUnavailable`` of the IdP client. Flushes.
+        """
+        if self.idp is None:
+            raise RuntimeError("no upstream IdP is configured (IDP_ADDRESS)")
+        login = self.idp.finish_login(params, LoginState.from_dict(state))
+        identity = self.identities.record_login(self.idp.metadata()["issuer"], login)
+        self.groups.get(login.username)  # resolve the POSIX identity now: the consent page needs it
+        claims = {k: login.claims[k] for k in ("name", "email") if isinstance(login.claims.get(k), str)}
+        audit("login", "signed-in", subject=login.username, idp_subject=login.subject)
+        return SignedIn(login.username, identity.id, int(time.time()), claims).to_session()
+
+    def development_login(self, username: str, password: str) -> SignedIn | None:
+        """Check a development user's password (``config/dev-users.json``)."""
+        source = self.groups.source
+        if not isinstance(source, StaticGroupSource) or not source.check_password(username, password):
+            audit("login", "refused", subject=username[:64], reason="development login: wrong user or password")
+            return None
+        audit("login", "signed-in", subject=username, method="development")
+        return SignedIn(username, None, int(time.time()), source.profile_claims(username))

@@ -20,7 +20,7 @@ from ...extensions import db, runtime
 from ...models import RefreshFamily, RefreshToken
 from ...services.audit import audit
 from ...services.authorization import UserAuthorization
-from ...services.identities import IdentityCheckFailed, recheck_identity
+from ...services.identities import IdentityCheckFailed
 from ...services.policy import Refusal, policy_allows
 from ...services.refresh import RefreshRefused
 from ...services.scopes import parse_scopes
@@ -104,13 +104,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         family, client = credential.family, self.request.client
         audience = self._audience(family)
         try:
-            recheck_identity(family)
+            rt.identities.recheck(family)
         except IdentityCheckFailed as exc:
             rt.refresh.revoke_family(family.id, str(exc))
             db.session.commit()
             raise InvalidGrantError(str(exc)) from None
         requested = self.request.payload.scope or family.scope
-        decision = rt.grant_scopes(family.subject, parse_scopes(requested), client)
+        decision = rt.user_scopes.grant_scopes(family.subject, parse_scopes(requested), client)
         if isinstance(decision, Refusal):
             audit("issue", "refused", subject=family.subject, client_id=client.client_id, scope=requested,
                   reason=decision.reason, grant_type="refresh_token")

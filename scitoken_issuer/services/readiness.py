@@ -1,0 +1,66 @@
+"""Readiness (``GET /readyz``): does every dependency this deployment uses answer?"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import redis
+from sqlalchemy import text
+
+from ..extensions import db
+from .keys import KeyStore
+from .upstream_idp import UpstreamIdP
+
+logger = logging.getLogger(__name__)
+
+#: What a check answers when it is not "ok" but the issuer may still serve (a fresh install).
+NOT_YET = "no signing key yet"
+
+
+class Readiness:
+    """Asks the database, the signing keys and, when configured, Redis and the upstream IdP."""
+
+    def __init__(self, keys: KeyStore, redis_client: redis.Redis | None, idp: UpstreamIdP | None):
+        self.keys = keys
+        self.redis = redis_client
+        self.idp = idp
+
+    def report(self) -> dict[str, str]:
+        """name -> "ok" or why not; never raises."""
+        checks: dict[str, str] = {}
+        try:
+            db.session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            checks["keys"] = "ok" if self.keys.view().current else NOT_YET
+        except Exception as exc:  # readiness reports, it never raises
+            logger.warning("readiness: database check failed: %s", type(exc).__name__)
+            checks["database"] = "unavailable"
+        for name, check in self.dependency_checks().items():
+            checks[name] = check()
+        return checks
+
+    @staticmethod
+    def ready(checks: dict[str, str]) -> bool:
+        return all(value in ("ok", NOT_YET) for value in checks.values())
+
+    def dependency_checks(self) -> dict[str, Callable[[], str]]:
+        checks: dict[str, Callable[[], str]] = {}
+        if self.redis is not None:
+            checks["redis"] = self.redis_ok
+        if self.idp is not None:
+            checks["idp"] = self.idp_ok
+        return checks
+
+    def redis_ok(self) -> str:
+        try:
+            return "ok" if self.redis.ping() else "no answer"
+        except redis.RedisError:
+            return "unavailable"
+
+    def idp_ok(self) -> str:
+        try:
+            self.idp.metadata()
+            return "ok"
+        except Exception:  # readiness reports, never raises
+            return "unavailable"
