@@ -17,6 +17,34 @@ TESTS = ROOT / "tests"
 OUTSIDE_DOCUMENT = re.compile(r"\bS" r"PEC\b")
 
 
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, name: str | None = None) -> set[str]:
+    """Every module ``path`` (module ``name``) imports, anywhere in it (also inside functions), as
+    dotted names; ``from a import b`` counts as ``a`` and ``a.b``."""
+    package = (name or _module_name(path)).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _package_graph() -> dict[str, set[str]]:
+    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+
 def _sources(root: Path) -> list[Path]:
     return [path for path in sorted(root.rglob("*"))
             if path.is_file() and "node_modules" not in path.parts and "__pycache__" not in path.parts
@@ -85,3 +113,56 @@ def test_one_authorization_server_per_app(app, tmp_path):
     assert metadata["grant_types_supported"] == list(GRANT_TYPES)
     with other.app_context():
         db.engine.dispose()
+
+
+def test_services_and_models_do_not_reach_for_the_runtime():
+    """docs/architecture.md: services and models get their collaborators in constructors; the
+    per-app accessor ``extensions.runtime`` (and the ``runtime`` module) is for the edges only."""
+    offenders = []
+    for folder in ("services", "models"):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            for module in _imports(path):
+                if module in ("scitoken_issuer.extensions.runtime", "scitoken_issuer.runtime") or \
+                        module.startswith("scitoken_issuer.runtime."):
+                    offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert offenders == []
+
+
+def test_the_import_reader_sees_runtime_imports(tmp_path):
+    """The reader above resolves relative imports, also inside a function (as a service once did
+    to dodge an import cycle)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import redis\n\ndef f():\n    from ..extensions import runtime\n    from .. import runtime as r\n")
+    found = _imports(probe, "scitoken_issuer.services.probe")
+    assert {"redis", "scitoken_issuer.extensions.runtime", "scitoken_issuer.runtime"} <= found
+
+
+def _cycle_members(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The modules that ``start`` reaches and that reach ``start`` back (its import cycle)."""
+    def reach(origin: str, edges: dict[str, set[str]]) -> set[str]:
+        seen, todo = set(), [origin]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+    reverse: dict[str, set[str]] = {}
+    for source, targets in graph.items():
+        for target in targets:
+            reverse.setdefault(target, set()).add(source)
+    return reach(start, graph) & reach(start, reverse)
+
+
+def test_posix_rule_modules_are_in_no_import_cycle():
+    """docs/authorization.md: the live check and the strict-mode index both build on
+    ``posix_rule`` and import neither each other nor anything that imports them back."""
+    graph = _package_graph()
+    for module in ("scitoken_issuer.services.posix", "scitoken_issuer.services.tree_index",
+                   "scitoken_issuer.services.posix_rule"):
+        assert module in graph
+        assert _cycle_members(graph, module) == set(), module
+    assert "scitoken_issuer.services.posix_rule" in graph["scitoken_issuer.services.posix"]
+    assert "scitoken_issuer.services.posix_rule" in graph["scitoken_issuer.services.tree_index"]
+    assert "scitoken_issuer.services.tree_index" not in graph["scitoken_issuer.services.posix"]
+    assert "scitoken_issuer.services.posix" not in graph["scitoken_issuer.services.tree_index"]
