@@ -75,7 +75,8 @@ def login():
 def _development_login(target: str):
     error = None
     if request.method == "POST":
-        signed = runtime().logins.development_login(request.form.get("username", "")[:64], request.form.get("password", "")[:256])
+        signed = runtime().logins.development_login(request.form.get("username", "")[:64],
+                                                     request.form.get("password", "")[:256])
         if signed is not None:
             session.clear()
             session[SESSION_KEY] = signed.to_session()

@@ -85,8 +85,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Decide the scopes when the user approved; refuse with ``invalid_scope`` naming the scope."""
         if grant_user is not None:
             client = self.request.client
-            decision = runtime().user_scopes.grant_scopes(grant_user.subject, parse_scopes(self.request.payload.scope or ""),
-                                              client)
+            requested = parse_scopes(self.request.payload.scope or "")
+            decision = runtime().user_scopes.grant_scopes(grant_user.subject, requested, client)
             if isinstance(decision, Refusal):
                 audit("issue", "refused", subject=grant_user.subject, client_id=client.client_id,
                       scope=self.request.payload.scope, reason=decision.reason, grant_type="authorization_code")
