@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+import contextlib
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from flask import current_app
 from sqlalchemy import event
@@ -40,10 +41,29 @@ csrf = CSRFProtect()
 _AFTER_COMMIT = "scitoken_issuer.after_commit"
 
 
+@contextlib.contextmanager
+def separate_transaction() -> Iterator[Session]:
+    """A short session of its own, committed on leaving the block: for a write that must survive
+    the request's error answer (the edge rolls the request's own session back). Keep it small and
+    never touch rows the request's session has locked."""
+    session = Session(db.engine)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
 def after_commit(callback: Callable[[], None]) -> None:
     """Run ``callback`` once the current transaction of ``db.session`` commits; drop it if the
-    transaction rolls back. For side effects that must follow a commit (a Redis announcement)."""
-    db.session().info.setdefault(_AFTER_COMMIT, []).append(callback)
+    transaction ends otherwise. For side effects that must follow a commit (a Redis announcement)."""
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # so the callback belongs to a transaction that ends one way or the other
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 @event.listens_for(Session, "after_commit")
@@ -52,9 +72,9 @@ def _run_after_commit(session: Session) -> None:
         callback()
 
 
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_after_commit(session: Session, previous_transaction) -> None:
-    if previous_transaction.parent is None:  # the outermost transaction: nothing will commit
+@event.listens_for(Session, "after_transaction_end")
+def _drop_after_commit(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended without a commit
         session.info.pop(_AFTER_COMMIT, None)
 
 

@@ -19,7 +19,7 @@ from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
 from flask import request as flask_request
 from joserfc.errors import InvalidClaimError
 
-from ..extensions import db, runtime
+from ..extensions import runtime, separate_transaction
 from ..services.clients import EXTENSION_FIELDS, ClientMetadataError, new_client_id
 from ..services.secrets import new_secret
 from .server import error_description
@@ -223,12 +223,12 @@ class ConfigurationEndpoint(ClientConfigurationEndpoint):
         return client
 
     def revoke_access_token(self, request, token: Caller) -> None:
-        """Revoke the registration access token of ``token``'s client (the admin token stays).
-        Committed here, because the 401 that follows rolls the request's work back."""
+        """Revoke the registration access token of ``token``'s client (the admin token stays), in a
+        transaction of its own, because the 401 that follows rolls the request's work back."""
         client = None if token.admin else runtime().clients.get(token.client_id)
         if client is not None:
-            runtime().clients.revoke_registration_token(client)
-            db.session.commit()
+            with separate_transaction() as session:
+                runtime().clients.revoke_registration_token(client, session)
 
     def check_permission(self, client, request) -> bool:
         """A static client (``STATIC_CLIENTS``) may be read but not changed over HTTP: 403

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..extensions import db
 from ..models import Client
@@ -294,10 +295,15 @@ class ClientRegistry:
         audit("register", "token_issued", client_id=client.client_id)
         return token
 
-    def revoke_registration_token(self, client: Client) -> None:
-        """RFC 7592 §2.1: a token presented for a client that does not exist is revoked."""
-        client.registration_token_hash = None
-        db.session.flush()
+    def revoke_registration_token(self, client: Client, session: Session | None = None) -> None:
+        """RFC 7592 §2.1: a token presented for a client that does not exist is revoked (in
+        ``session``, by default the request's)."""
+        session = session or db.session
+        stored = session.get(Client, client.client_id)
+        if stored is None:
+            return
+        stored.registration_token_hash = None
+        session.flush()
         audit("register", "token_revoked", client_id=client.client_id)
 
     def load_static(self, static_clients: list[dict]) -> None:

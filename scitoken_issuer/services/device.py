@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import select, update
 
-from ..extensions import after_commit, db
+from ..extensions import after_commit, db, separate_transaction
 from ..models import DeviceCode
 from .secrets import SecretBox, new_secret
 
@@ -164,14 +164,13 @@ class DeviceFlow:
                 return True
             except redis.RedisError:
                 pass  # fall through to the database
-        row = db.session.get(DeviceCode, state.device_code_hash)
-        previous, row.last_poll_at = row.last_poll_at, int(now)
-        if previous is not None and now - previous < row.interval:
-            row.interval += SLOW_DOWN_STEP
-            db.session.commit()  # the slower pace must outlive this error answer
-            return True
-        db.session.commit()
-        return False
+        with separate_transaction() as session:  # the slower pace must outlive the error answer
+            row = session.get(DeviceCode, state.device_code_hash)
+            previous, row.last_poll_at = row.last_poll_at, int(now)
+            slow = previous is not None and now - previous < row.interval
+            if slow:
+                row.interval += SLOW_DOWN_STEP
+        return slow
 
     def consume(self, device_code_hash: str) -> bool:
         """Mark an approved authorization used; exactly one poll wins."""

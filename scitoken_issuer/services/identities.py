@@ -6,6 +6,7 @@ import logging
 import time
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..extensions import db
 from ..models import RefreshFamily, UpstreamIdentity
@@ -16,7 +17,12 @@ logger = logging.getLogger(__name__)
 
 
 class IdentityCheckFailed(Exception):
-    """The IdP no longer vouches for the user: the token family must end."""
+    """The IdP no longer vouches for the user: the token family must end. ``disabled_at`` is set
+    when the IdP said the user is disabled (to be recorded with :meth:`Identities.mark_disabled`)."""
+
+    def __init__(self, message: str, disabled_at: int | None = None):
+        super().__init__(message)
+        self.disabled_at = disabled_at
 
 
 class Identities:
@@ -45,6 +51,13 @@ class Identities:
         db.session.flush()
         return identity
 
+    @staticmethod
+    def mark_disabled(session: Session, identity_id: int, when: int) -> None:
+        """Record that the IdP disabled the user (in ``session``: the refusal's own transaction)."""
+        identity = session.get(UpstreamIdentity, identity_id)
+        if identity is not None:
+            identity.disabled_at = when
+
     def recheck(self, family: RefreshFamily, now: int | None = None) -> None:
         """Ask the IdP about the family's user when the last check is older than the interval.
 
@@ -65,9 +78,8 @@ class Identities:
         try:
             rotated = self.idp.recheck(self.box.decrypt(identity.refresh_token).decode())
         except UpstreamUserDisabled:
-            identity.disabled_at = now
             logger.info("user %s was disabled at the IdP", identity.username)
-            raise IdentityCheckFailed("the user was disabled at the identity provider") from None
+            raise IdentityCheckFailed("the user was disabled at the identity provider", disabled_at=now) from None
         except UpstreamUnavailable:
             raise
         if rotated:

@@ -15,8 +15,9 @@ import logging
 import time
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
-from ..extensions import db
+from ..extensions import db, separate_transaction
 from ..models import IssuedToken, RefreshFamily, RefreshToken
 from .audit import audit
 from .secrets import SecretBox, new_secret
@@ -49,17 +50,19 @@ class RefreshService:
     def family(self, family_id: str) -> RefreshFamily | None:
         return db.session.get(RefreshFamily, family_id)
 
-    def revoke_family(self, family_id: str, reason: str) -> None:
-        """Revoke a family, every refresh token in it and every access token it gave."""
+    def revoke_family(self, family_id: str, reason: str, session: Session | None = None) -> None:
+        """Revoke a family, every refresh token in it and every access token it gave (in
+        ``session``, by default the request's)."""
+        session = session or db.session
         now = int(time.time())
-        family = db.session.get(RefreshFamily, family_id)
+        family = session.get(RefreshFamily, family_id)
         if family is None or family.revoked_at is not None:
             return
         family.revoked_at = now
         family.revoked_reason = reason[:255]
-        db.session.execute(update(IssuedToken).where(IssuedToken.family_id == family_id,
+        session.execute(update(IssuedToken).where(IssuedToken.family_id == family_id,
                                                      IssuedToken.revoked_at.is_(None)).values(revoked_at=now))
-        db.session.flush()
+        session.flush()
         audit("revoke", "family-revoked", subject=family.subject, client_id=family.client_id,
               scope=family.scope, reason=reason, family=family_id)
 
@@ -89,7 +92,8 @@ class RefreshService:
         """Why a presented refresh token may not be used (None when it may).
 
         A token already rotated is a replay unless it comes back within the grace window (a
-        client retrying a request whose answer it lost): a replay revokes the whole family.
+        client retrying a request whose answer it lost): a replay revokes the whole family, in a
+        transaction of its own, because the error answer rolls the request's work back.
         """
         now = time.time() if now is None else now
         if family.revoked_at is not None:
@@ -98,7 +102,8 @@ class RefreshService:
             return "the refresh token has expired"
         # rotated_at has whole seconds: compare whole seconds, or the window would shrink by up to one
         if token.rotated_at is not None and int(now) - token.rotated_at > self.reuse_grace:
-            self.revoke_family(family.id, "refresh token reused after rotation")
+            with separate_transaction() as session:
+                self.revoke_family(family.id, "refresh token reused after rotation", session)
             return "refresh token reuse detected: every token of this authorization was revoked"
         return None
 

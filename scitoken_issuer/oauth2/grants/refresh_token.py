@@ -16,7 +16,7 @@ from typing import NoReturn
 from authlib.oauth2.rfc6749 import (InvalidGrantError, InvalidRequestError, InvalidScopeError,
                                     UnauthorizedClientError, grants)
 
-from ...extensions import db, runtime
+from ...extensions import db, runtime, separate_transaction
 from ...models import RefreshFamily, RefreshToken
 from ...services.audit import audit
 from ...services.authorization import UserAuthorization
@@ -51,9 +51,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if found is None:
             return None
         token, family = found
-        problem = rt.refresh.check_presented(token, family)
+        problem = rt.refresh.check_presented(token, family)  # a replay's revocation is already committed
         if problem:
-            db.session.commit()  # a detected replay's revocation must outlive this error answer
             self._refused(family, problem)
         return RefreshCredential(token, family, refresh_token)
 
@@ -106,8 +105,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         try:
             rt.identities.recheck(family)
         except IdentityCheckFailed as exc:
-            rt.refresh.revoke_family(family.id, str(exc))
-            db.session.commit()
+            family_id, identity_id = family.id, family.identity_id
+            db.session.rollback()  # release the identity row; the refusal is written on its own
+            with separate_transaction() as session:  # and outlives the error answer
+                if exc.disabled_at is not None and identity_id is not None:
+                    rt.identities.mark_disabled(session, identity_id, exc.disabled_at)
+                rt.refresh.revoke_family(family_id, str(exc), session)
             raise InvalidGrantError(str(exc)) from None
         requested = self.request.payload.scope or family.scope
         decision = rt.user_scopes.grant_scopes(family.subject, parse_scopes(requested), client)
