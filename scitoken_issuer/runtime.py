@@ -28,6 +28,7 @@ from .services.tokens import TokenService
 from .services.tree_store import TreeIndexStore
 from .services.upstream_idp import UpstreamIdP
 from .settings import ConfigError, Settings
+from .urls import issuer_url
 
 
 @dataclass
@@ -63,7 +64,8 @@ class Runtime:
                         rotation_seconds=settings.key_rotation_days * 86400,
                         publish_seconds=settings.key_publish_hours * 3600,
                         max_token_lifetime=settings.access_token_lifetime)
-        clients = ClientRegistry(box, settings.issuer_address, frozenset(grant_types))
+        clients = ClientRegistry(box, lambda client_id: issuer_url("oauth.registration.configure", client_id=client_id),
+                                 frozenset(grant_types))
         try:
             clients.load_static(settings.static_clients)
         except ValueError as exc:

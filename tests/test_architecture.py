@@ -95,6 +95,9 @@ def test_no_authlib_private_attributes():
                 node.name if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
             if name in private:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("authlib"):
+                offenders.extend(f"{path.relative_to(ROOT)}:{node.lineno} imports {alias.name}"
+                                 for alias in node.names if alias.name.startswith("_"))
     assert offenders == []
 
 
@@ -166,3 +169,17 @@ def test_posix_rule_modules_are_in_no_import_cycle():
     assert "scitoken_issuer.services.posix_rule" in graph["scitoken_issuer.services.tree_index"]
     assert "scitoken_issuer.services.tree_index" not in graph["scitoken_issuer.services.posix"]
     assert "scitoken_issuer.services.posix" not in graph["scitoken_issuer.services.tree_index"]
+
+
+def test_each_blueprint_says_whether_it_serves_pages(app):
+    """docs/errors.md: errors are HTML pages on the blueprints that serve pages, RFC 6749 §5.2 JSON
+    elsewhere, decided by the blueprint (and, for a path no route matched, the route it lies under)."""
+    client = app.test_client()
+    page = client.get("/auth/device/nothing-here")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    api = client.get("/auth/device/code/nothing-here")
+    assert api.status_code == 404 and api.get_json()["error"] == "not_found"
+    wrong_method = client.put("/auth/device/code")
+    assert wrong_method.status_code == 405 and wrong_method.get_json()["error"] == "invalid_request"
+    assert client.put("/auth/authorize").mimetype == "text/html"
+    assert app.blueprints["oauth.device"].serves_pages and not hasattr(app.blueprints["oauth.token"], "serves_pages")

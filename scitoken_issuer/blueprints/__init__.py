@@ -11,7 +11,7 @@ from . import (authorize, device, errors, health, introspection, jwks, login, op
 def register_blueprints(app: Flask) -> None:
     oauth = Blueprint("oauth", __name__, url_prefix="/auth")
     for child in (jwks.bp, token.bp, registration.bp, introspection.bp, authorize.bp, login.bp, userinfo.bp, device.bp,
-                  scopes.bp):
+                  device.api, scopes.bp):
         oauth.register_blueprint(child)
     app.register_blueprint(oauth)
     app.register_blueprint(well_known.bp)

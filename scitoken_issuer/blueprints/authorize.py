@@ -9,10 +9,10 @@ from ..extensions import authorization_server
 from ..services.authorization import UserAuthorization
 from .consent import consent_view
 from .edge import commit_on_success
-from .errors import error_response
+from .errors import error_response, serves_pages
 from .login import require_login, signed_in
 
-bp = Blueprint("authorize", __name__)
+bp = serves_pages(Blueprint("authorize", __name__))
 
 
 def _oauth_error(error: OAuth2Error):

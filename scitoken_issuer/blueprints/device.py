@@ -10,13 +10,16 @@ from ..services.device import format_user_code, normalize_user_code
 from ..services.failure_limits import WRONG_USER_CODE, address_key
 from .consent import consent_view
 from .edge import commit_on_success
-from .errors import error_response
+from .errors import error_response, serves_pages
 from .login import require_login, signed_in
 
-bp = Blueprint("device", __name__)
+#: The verification page people use (HTML).
+bp = serves_pages(Blueprint("device", __name__))
+#: The device authorization endpoint devices call (JSON).
+api = Blueprint("device_authorization", __name__)
 
 
-@bp.post("/device/code")
+@api.post("/device/code")
 @csrf.exempt
 @commit_on_success
 def device_authorization():

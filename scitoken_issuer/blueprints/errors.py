@@ -1,11 +1,11 @@
-"""Errors as RFC 6749 §5.2 JSON for API paths, readable pages for browser paths; never a traceback."""
+"""Errors as RFC 6749 §5.2 JSON, or readable pages for the blueprints that serve pages
+(:func:`serves_pages`); never a traceback."""
 
 from __future__ import annotations
 
 import logging
 
-from authlib.integrations.flask_oauth2.errors import _HTTPException as OAuthHTTPException
-from flask import Flask, jsonify, render_template, request
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -20,8 +20,6 @@ from ..services.upstream_idp import UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 
-#: Browser endpoints answer with HTML pages.
-BROWSER_PATHS = ("/auth/authorize", "/auth/callback", "/auth/device", "/auth/login", "/auth/logout")
 RETRY_AFTER = "5"
 
 
@@ -49,9 +47,30 @@ def _request_tree_index() -> None:
         logger.warning("could not dispatch rebuild_tree_index: %s", type(exc).__name__)
 
 
+def serves_pages(bp: Blueprint) -> Blueprint:
+    """Declare that ``bp``'s endpoints are pages people open in a browser: their errors are HTML
+    pages and their forms are CSRF-protected. Every other blueprint answers RFC 6749 §5.2 JSON."""
+    bp.serves_pages = True  # type: ignore[attr-defined]
+    return bp
+
+
+def _request_blueprint() -> str | None:
+    """The blueprint of the endpoint asked for; for a path that matched no route (a 404, a 405),
+    the blueprint of the longest route the path lies under (``/auth/device/x`` → the device page)."""
+    if request.blueprint is not None:
+        return request.blueprint
+    path, best, owner = request.path.rstrip("/"), "", None
+    for rule in current_app.url_map.iter_rules():
+        prefix = rule.rule.rstrip("/")
+        if "<" not in prefix and len(prefix) > len(best) and (path == prefix or path.startswith(prefix + "/")):
+            best, owner = prefix, rule.endpoint.rpartition(".")[0] or None
+    return owner
+
+
 def is_browser_request() -> bool:
     """Is this one of the pages people open in a browser (HTML answers, CSRF-protected forms)?"""
-    return request.path.startswith(BROWSER_PATHS) and not request.path.startswith("/auth/device/code")
+    name = _request_blueprint()
+    return name is not None and getattr(current_app.blueprints.get(name), "serves_pages", False)
 
 
 def error_response(status: int, error: str, description: str, headers: dict | None = None):
@@ -66,14 +85,10 @@ def error_response(status: int, error: str, description: str, headers: dict | No
 
 
 def prepared_response(exc: HTTPException):
-    """The response an HTTPException already carries, answered as it is: authlib's protocol errors
-    (e.g. RFC 6750 §3.1 ``invalid_token`` with ``WWW-Authenticate``) keep their own status,
-    headers and body; only bare HTTP errors are turned into RFC 6749 §5.2 JSON here."""
-    if exc.response is not None:
-        return exc.response
-    if isinstance(exc, OAuthHTTPException):
-        return exc.get_response()
-    return None
+    """The response an HTTPException already carries, answered as it is: protocol errors (e.g.
+    RFC 6750 §3.1 ``invalid_token`` with ``WWW-Authenticate``, :mod:`..oauth2.resource`) keep
+    their own status, headers and body; only bare HTTP errors become RFC 6749 §5.2 JSON here."""
+    return exc.response
 
 
 def init_error_handlers(app: Flask) -> None:

@@ -12,11 +12,11 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 from ..background import dispatch
 from ..extensions import runtime
 from ..services.login import SESSION_KEY, SignedIn
-from .errors import ServiceUnavailable, error_response
+from .errors import ServiceUnavailable, error_response, serves_pages
 
 logger = logging.getLogger(__name__)
 
-bp = Blueprint("login", __name__)
+bp = serves_pages(Blueprint("login", __name__))
 
 IDP_STATE_KEY = "idp_login"
 #: How long the web process waits for the worker's IdP code exchange.

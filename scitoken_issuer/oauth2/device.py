@@ -14,6 +14,7 @@ from ..extensions import runtime
 from ..services.clients import DEVICE_GRANT
 from ..services.device import format_user_code, new_device_code, new_user_code
 from ..services.policy import check_client_scopes
+from ..urls import issuer_url
 from .audience import requested_audience, to_text
 from .server import requested_scopes
 
@@ -60,5 +61,5 @@ class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):
         return new_device_code()
 
     def get_verification_uri(self) -> str:
-        return f"{runtime().settings.issuer_address}/auth/device"
+        return issuer_url("oauth.device.verify")
 

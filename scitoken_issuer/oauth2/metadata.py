@@ -3,9 +3,8 @@ and from the grant and endpoint classes themselves."""
 
 from __future__ import annotations
 
-from flask import current_app
-
 from ..extensions import authorization_server, runtime
+from ..urls import issuer_url, serves
 from ..services.keys import ID_TOKEN_ALG
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
 from .protocol import token_endpoint_auth_methods
@@ -17,10 +16,6 @@ SCOPES_SUPPORTED = [
 ]
 
 
-def _has(endpoint: str) -> bool:
-    return endpoint in current_app.view_functions
-
-
 def server_metadata() -> dict:
     """Every field advertises something this running issuer does."""
     settings = runtime().settings
@@ -28,22 +23,22 @@ def server_metadata() -> dict:
     grants = list(authorization_server().grant_types)
     meta: dict = {
         "issuer": base,
-        "jwks_uri": f"{base}/auth/certs",
-        "token_endpoint": f"{base}/auth/token",
+        "jwks_uri": issuer_url("oauth.jwks.certs"),
+        "token_endpoint": issuer_url("oauth.token.issue_token"),
         "grant_types_supported": grants,
         "token_endpoint_auth_methods_supported": token_endpoint_auth_methods(),
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": [],
-        "introspection_endpoint": f"{base}/auth/introspect",
+        "introspection_endpoint": issuer_url("oauth.introspection.introspect"),
         "introspection_endpoint_auth_methods_supported": IntrospectionEndpoint.CLIENT_AUTH_METHODS,
-        "revocation_endpoint": f"{base}/auth/revoke",
+        "revocation_endpoint": issuer_url("oauth.introspection.revoke"),
         "revocation_endpoint_auth_methods_supported": RevocationEndpoint.CLIENT_AUTH_METHODS,
     }
     if settings.registration != "closed":
-        meta["registration_endpoint"] = f"{base}/auth/client/registration"
-    if _has("oauth.authorize.authorize"):
+        meta["registration_endpoint"] = issuer_url("oauth.registration.register")
+    if serves("oauth.authorize.authorize"):
         meta.update({
-            "authorization_endpoint": f"{base}/auth/authorize",
+            "authorization_endpoint": issuer_url("oauth.authorize.authorize"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "code_challenge_methods_supported": ["S256"],
@@ -51,16 +46,16 @@ def server_metadata() -> dict:
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,
         })
-    if _has("oauth.userinfo.userinfo"):
+    if serves("oauth.userinfo.userinfo"):
         meta.update({
-            "userinfo_endpoint": f"{base}/auth/userinfo",
+            "userinfo_endpoint": issuer_url("oauth.userinfo.userinfo"),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [ID_TOKEN_ALG],  # OIDC Core §15.1
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "jti", "at_hash",
                                  "preferred_username", "name", "email", "wlcg.groups", "wlcg.ver"],
         })
-    if _has("oauth.scopes.scopes"):  # this issuer's extension (docs/researchers.md)
-        meta["storage_scopes_endpoint"] = f"{base}/auth/scopes"
-    if _has("oauth.device.device_authorization"):
-        meta["device_authorization_endpoint"] = f"{base}/auth/device/code"
+    if serves("oauth.scopes.scopes"):  # this issuer's extension (docs/researchers.md)
+        meta["storage_scopes_endpoint"] = issuer_url("oauth.scopes.scopes")
+    if serves("oauth.device_authorization.device_authorization"):
+        meta["device_authorization_endpoint"] = issuer_url("oauth.device_authorization.device_authorization")
     return meta

@@ -9,10 +9,14 @@ without the needed scope 403 ``insufficient_scope``; each with ``WWW-Authenticat
 
 from __future__ import annotations
 
+import json
+from typing import NoReturn
+
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError, InvalidTokenError
+from flask import Response, abort
 from flask import request as flask_request
 
 from .introspection import find_token
@@ -73,6 +77,11 @@ class BearerResource(ResourceProtector):
         if scheme.lower() != "bearer":
             raise NoTokenError()
         return self.get_token_validator("bearer"), token_string.strip()
+
+    def raise_error_response(self, error: OAuth2Error) -> NoReturn:
+        """The RFC 6750 §3 answer as a ready response (authlib's documented override point)."""
+        response = Response(json.dumps(dict(error.get_body())), error.status_code, error.get_headers())
+        abort(response)
 
     def require(self, scope: str):
         """The request's valid token carrying ``scope``, or the RFC 6750 error answer (raised)."""

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -149,9 +150,10 @@ def check_pkce_exemption(metadata: dict, pkce_required: object, *, admin: bool) 
 class ClientRegistry:
     """Creates, reads, updates and deletes clients. Adds/flushes; callers commit."""
 
-    def __init__(self, box: SecretBox, issuer: str, supported_grants: frozenset[str]):
+    def __init__(self, box: SecretBox, registration_uri: Callable[[str], str], supported_grants: frozenset[str]):
         self.box = box
-        self.issuer = issuer
+        #: client_id -> its RFC 7592 configuration endpoint URL
+        self.configuration_uri = registration_uri
         self.static: dict[str, Client] = {}
         #: the grant types the authorization server runs (``oauth2.protocol.GRANT_TYPES``)
         self.supported_grants = supported_grants
@@ -172,7 +174,7 @@ class ClientRegistry:
         return sorted([*self.static.values(), *stored], key=lambda c: c.client_id)
 
     def registration_uri(self, client: Client) -> str:
-        return f"{self.issuer}/auth/client/registration/{client.client_id}"
+        return self.configuration_uri(client.client_id)
 
     def register(self, metadata: dict, *, admin: bool, source: str = "dynamic",
                  client_id: str | None = None, client_secret: str | None = None,
