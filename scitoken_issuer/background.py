@@ -69,20 +69,22 @@ def celery_init_app(app: Flask) -> Celery:
 
 def beat_schedule(settings) -> dict:
     """The cron work: group cache, permission index, key rotation, expiry cleanup."""
+    from workers import tasks
     schedule = {
-        "refresh-group-cache": {"task": "workers.tasks.refresh_group_cache",
+        "refresh-group-cache": {"task": tasks.refresh_group_cache.name,
                                 "schedule": max(60.0, settings.group_cache_ttl / 2)},
-        "rotate-keys": {"task": "workers.tasks.rotate_keys", "schedule": 3600.0},
-        "cleanup-expired": {"task": "workers.tasks.cleanup_expired", "schedule": 3600.0},
+        "rotate-keys": {"task": tasks.rotate_keys.name, "schedule": 3600.0},
+        "cleanup-expired": {"task": tasks.cleanup_expired.name, "schedule": 3600.0},
     }
     if settings.posix_path and settings.posix_strict:
-        schedule["rebuild-tree-index"] = {"task": "workers.tasks.rebuild_tree_index",
+        schedule["rebuild-tree-index"] = {"task": tasks.rebuild_tree_index.name,
                                           "schedule": max(10.0, settings.tree_index_max_age / 2)}
     return schedule
 
 
-def dispatch(name: str, *args, **kwargs):
-    """Send task ``workers.tasks.<name>`` through this app's Celery (or run it, in process)."""
+def dispatch(task: Task, *args, **kwargs):
+    """Send ``task`` (a task object of :mod:`workers.tasks`) through this app's Celery, or run it
+    in process; this app's, not whichever Celery app is current, since tests build several."""
     celery: Celery = current_app.extensions["celery"]
-    return celery.tasks[f"workers.tasks.{name}"].apply_async(args=args, kwargs=kwargs)
+    return celery.tasks[task.name].apply_async(args=args, kwargs=kwargs)
 

@@ -16,6 +16,8 @@ import redis
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
+from workers import tasks
+
 from .background import dispatch
 from .extensions import runtime
 from .services.authorization import Grant
@@ -150,7 +152,7 @@ def check_scope_command(username: str, scopes: tuple[str, ...], client_id: str |
 def cache_refresh(run_async: bool) -> None:
     """Precompute every user's groups now and print users, groups and seconds."""
     if run_async:
-        result = dispatch("refresh_group_cache")
+        result = dispatch(tasks.refresh_group_cache)
         if not runtime().settings.redis_url:  # no broker: Celery ran it in this process
             stats = result.get()
             if stats is None:

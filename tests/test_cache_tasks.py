@@ -76,7 +76,7 @@ def test_tasks_in_process_fill_cache_and_index(app):
     assert (stats["users"], stats["groups"]) == (2, 5)
     assert runtime().groups.last_precompute()["users"] == 2
     assert runtime().groups.get("alice").group_names == ["alice", "ana", "atlas"]
-    assert dispatch("refresh_group_cache").get()["users"] == 2  # eager through Celery too
+    assert dispatch(refresh_group_cache).get()["users"] == 2  # eager through Celery too
 
     result = rebuild_tree_index()
     assert result == {"directories": 7, "boundaries": len(runtime().tree.get())}

@@ -20,6 +20,7 @@ from scitoken_issuer.services.groups import GroupsUnavailable
 from scitoken_issuer.services.ldap_groups import LdapGroupSource
 from scitoken_issuer.services.tree_store import TreeIndexStore
 from scitoken_issuer.services.upstream_idp import UpstreamIdP, UpstreamUnavailable
+from workers import tasks
 
 from .conftest import basic_auth, make_app
 from .test_group_cache import ALICE, Clock, FakeSource
@@ -131,9 +132,9 @@ def test_celery_task_outcomes_and_durations(app):
     ok = value("scitoken_issuer_celery_tasks_total", task="cleanup_expired", outcome="success")
     failed = value("scitoken_issuer_celery_tasks_total", task="exchange_idp_code", outcome="failure")
     durations = value("scitoken_issuer_celery_task_duration_seconds_count", task="cleanup_expired")
-    dispatch("cleanup_expired")
+    dispatch(tasks.cleanup_expired)
     with pytest.raises(Exception):
-        dispatch("exchange_idp_code", {}, {})  # no login state: the task raises
+        dispatch(tasks.exchange_idp_code, {}, {})  # no login state: the task raises
     assert value("scitoken_issuer_celery_tasks_total", task="cleanup_expired", outcome="success") == ok + 1
     assert value("scitoken_issuer_celery_tasks_total", task="exchange_idp_code", outcome="failure") == failed + 1
     assert value("scitoken_issuer_celery_task_duration_seconds_count", task="cleanup_expired") == durations + 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
+from workers import tasks
+
 from ..background import dispatch
 from ..extensions import authorization_server, csrf, failure_limits, runtime
 from ..services.device import format_user_code, normalize_user_code
@@ -56,7 +58,7 @@ def verify():
     client = runtime().clients.get(row.client_id)
     decision = request.form.get("decision") if request.method == "POST" else None
     if decision in ("approve", "deny"):
-        dispatch("complete_device_authorization", row.device_code_hash, user.username, user.identity_id,
+        dispatch(tasks.complete_device_authorization, row.device_code_hash, user.username, user.identity_id,
                  decision == "approve")
         return render_template("device_done.html", approved=decision == "approve", client=client)
     scopes, refusal = consent_view(user.username, row.scope, client)

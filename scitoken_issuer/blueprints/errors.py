@@ -11,6 +11,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from workers import tasks
+
 from ..background import dispatch
 from ..extensions import db, runtime
 from ..services.groups import GroupsUnavailable
@@ -42,7 +44,7 @@ def _request_tree_index() -> None:
     try:
         client = runtime().redis  # one request per minute, not one task per refused request
         if client is None or client.set("scitoken-issuer:tree-index:requested", "1", nx=True, ex=60):
-            dispatch("rebuild_tree_index")
+            dispatch(tasks.rebuild_tree_index)
     except Exception as exc:  # the broker may be the thing that is down; the 503 stands anyway
         logger.warning("could not dispatch rebuild_tree_index: %s", type(exc).__name__)
 

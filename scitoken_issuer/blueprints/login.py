@@ -9,6 +9,8 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
+from workers import tasks
+
 from ..background import dispatch
 from ..extensions import runtime
 from ..services.login import SESSION_KEY, SignedIn
@@ -93,7 +95,7 @@ def callback():
         return error_response(400, "invalid_request",
                               "This sign-in link has expired or was already used. Please start again.")
     try:
-        result = dispatch("exchange_idp_code", pending["state"], request.args.to_dict()).get(
+        result = dispatch(tasks.exchange_idp_code, pending["state"], request.args.to_dict()).get(
             timeout=EXCHANGE_TIMEOUT, disable_sync_subtasks=False)
     except Exception as exc:  # broker down, worker gone or too slow: the user may retry
         logger.warning("IdP code exchange did not complete: %s", type(exc).__name__)
