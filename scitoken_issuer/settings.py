@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -87,124 +87,118 @@ def _rate(name: str, value: str) -> str:
 
 _UNSET = object()
 
-#: name -> (parser, default, doc). ``None`` defaults mean "unset".
-SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
-    "ISSUER_ENV": (_choice("development", "production"), "development",
-                   "development allows the local login and generated secrets; production refuses them"),
-    "HOST": (_str, "127.0.0.1", "address `python -m scitoken_issuer` listens on"),
-    "PORT": (_int(1, 65535), 8080, "port `python -m scitoken_issuer` listens on"),
-    "ISSUER_ADDRESS": (_url(("http", "https")), None, "public address of this issuer; default http://HOST:PORT"),
-    "AUDIENCE": (_str, None, "the `aud` of every access token (clients may ask only for it); unset: the "
-                 "profile's any-audience (WLCG https://wlcg.cern.ch/jwt/v1/any, SciTokens ANY), narrowable"),
-    "IDP_ADDRESS": (_url(("http", "https")), None, "upstream OIDC identity provider; unset: development login"),
-    "IDP_CLIENT_ID": (_str, None, "this issuer's client id at the upstream IdP"),
-    "IDP_CLIENT_SECRET": (_str, None, "this issuer's client secret at the upstream IdP"),
-    "IDP_USERNAME_CLAIM": (_str, "preferred_username", "id-token claim naming the POSIX user"),
-    "IDP_RECHECK_INTERVAL": (_int(0, 86400), 300, "seconds between re-checks of a user at the IdP on refresh"),
-    "POSIX_PATH": (_str, None, "root of the filesystem storage scopes are checked against; unset: no storage scopes"),
-    "POSIX_STRICT": (_bool, True, "refuse recursive scopes when a file or directory below denies the user"),
-    "TREE_INDEX_MAX_AGE": (_int(10, 86400 * 7), 600,
-                           "seconds between rebuilds of the strict-mode permission index"),
-    "USE_LDAP": (_bool, False, "resolve users and groups from LDAP instead of the system (NSS)"),
-    "LDAP_URL": (_url(("ldap", "ldaps", "ldapi")), None, "LDAP server, e.g. ldaps://ldap.example.org"),
-    "LDAP_USER_BASE": (_str, None, "base DN of posixAccount users"),
-    "LDAP_GROUP_BASE": (_str, None, "base DN of posixGroup / groupOfNames groups"),
-    "LDAP_BIND_DN": (_str, None, "optional bind DN; anonymous when unset"),
-    "LDAP_BIND_PASSWORD": (_str, None, "password of LDAP_BIND_DN"),
-    "GROUP_CACHE_TTL": (_int(0, 86400 * 7), 300, "seconds a group answer may be served from cache"),
-    "GROUP_CACHE_MAX_STALENESS": (_int(0, 86400 * 7), 3600,
-                                  "seconds a cached answer may still be served while LDAP is down"),
-    "DATABASE_URL": (_str, None, "SQLAlchemy URL; default SQLite in the instance folder"),
-    "REDIS_URL": (_url(("redis", "rediss", "unix")), None, "Redis for Celery, caches and rate limits; unset: in process"),
-    "SECRET_KEY": (_str, None, "signs sessions and derives at-rest encryption keys; generated and kept in development"),
-    "KEY_TYPE": (_choice("RS256", "ES256"), "RS256", "signing algorithm: RS256 (RSA) or ES256 (P-256)"),
-    "KEY_SIZE": (_int(2048, 8192), 2048, "RSA modulus size in bits for RS256 keys"),
-    "KEY_ROTATION_DAYS": (_int(1, 3650), 90, "days a signing key signs before the next one takes over"),
-    "KEY_PUBLISH_HOURS": (_int(1, 24 * 30), 24, "hours the next key is published in the JWKS before it signs"),
-    "TOKEN_PROFILE": (_choice("wlcg", "scitokens"), "wlcg", "default access-token profile (per-client override)"),
-    "ACCESS_TOKEN_LIFETIME": (_int(60, 86400 * 7), 3600, "seconds"),
-    "REFRESH_TOKEN_LIFETIME": (_int(60, 86400 * 400), 2592000, "seconds"),
-    "REFRESH_REUSE_GRACE": (_int(0, 300), 10, "seconds a rotated refresh token may be retried by a concurrent request"),
-    "DEVICE_CODE_LIFETIME": (_int(10, 86400), 600, "seconds"),
-    "DEVICE_POLL_INTERVAL": (_int(1, 60), 5, "seconds between device-flow polls"),
-    "SCOPES_LISTING_DEPTH": (_int(0, 6), 2, "directory levels below POSIX_PATH (or the asked path) that "
-                             "GET /auth/scopes lists (docs/researchers.md)"),
-    "SCOPES_LISTING_MAX": (_int(1, 5000), 200, "most directories one GET /auth/scopes answer lists"),
-    "AUTH_CODE_LIFETIME": (_int(10, 600), 60, "seconds"),
-    "REGISTRATION": (_choice("open", "admin", "closed"), "open",
-                     "dynamic registration: open to anyone (never privileged), admin token only, or closed"),
-    "ADMIN_TOKEN": (_str, None, "bearer token that may register privileged clients; unset: CLI only"),
-    "STATIC_CLIENTS": (_json_list, [], "JSON list of operator-registered clients (RFC 7591 metadata + client_id/secret)"),
-    "DEV_USERS_FILE": (_str, None, "development login users; default config/dev-users.json"),
-    "TRUSTED_PROXIES": (_int(0, 10), 0,
-                        "reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted; 0: none"),
-    "FAILED_USER_CODE_LIMIT": (_rate, "20/minute",
-                               "wrong user codes per client address at the device page (RFC 8628 §5.1), or off"),
-    "FAILED_AUTH_LIMIT_ADDRESS": (_rate, "20/minute",
-                                  "failed client authentications per client address, or off"),
-    "FAILED_AUTH_LIMIT_CLIENT": (_rate, "100/hour",
-                                 "failed client authentications per client id (spares its known addresses), or off"),
-    "METRICS_TOKEN": (_str, None, "bearer token /metrics (and a worker's metrics port) requires; unset: open to "
-                      "whoever reaches the listening address"),
-    "WORKER_METRICS_PORT": (_int(0, 65535), 0, "port a Celery worker serves its Prometheus metrics on; 0: none"),
-    "WORKER_METRICS_HOST": (_str, "127.0.0.1", "address a Celery worker's metrics port listens on"),
-    "LOG_LEVEL": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
-}
+
+def setting(parse: Callable[[str, Any], Any], default: Any, doc: str) -> Any:
+    """Declare one setting: its parser, its default (``None``: unset) and a one-line doc. The
+    field's name in upper case is the environment variable."""
+    return field(metadata={"parse": parse, "default": default, "doc": doc})
 
 
 @dataclass(frozen=True)
 class Settings:
     """The validated settings. Attribute names are the variable names in lower case."""
 
-    issuer_env: str
-    host: str
-    port: int
-    issuer_address: str
-    audience: str | None
-    idp_address: str | None
-    idp_client_id: str | None
-    idp_client_secret: str | None
-    idp_username_claim: str
-    idp_recheck_interval: int
-    posix_path: str | None
-    posix_strict: bool
-    tree_index_max_age: int
-    use_ldap: bool
-    ldap_url: str | None
-    ldap_user_base: str | None
-    ldap_group_base: str | None
-    ldap_bind_dn: str | None
-    ldap_bind_password: str | None
-    group_cache_ttl: int
-    group_cache_max_staleness: int
-    database_url: str | None
-    redis_url: str | None
-    secret_key: str | None
-    key_type: str
-    key_size: int
-    key_rotation_days: int
-    key_publish_hours: int
-    token_profile: str
-    access_token_lifetime: int
-    refresh_token_lifetime: int
-    refresh_reuse_grace: int
-    device_code_lifetime: int
-    device_poll_interval: int
-    scopes_listing_depth: int
-    scopes_listing_max: int
-    auth_code_lifetime: int
-    registration: str
-    admin_token: str | None
-    static_clients: list
-    dev_users_file: str | None
-    trusted_proxies: int
-    failed_user_code_limit: str
-    failed_auth_limit_address: str
-    failed_auth_limit_client: str
-    metrics_token: str | None
-    worker_metrics_port: int
-    worker_metrics_host: str
-    log_level: str
+    issuer_env: str = setting(_choice("development", "production"), "development",
+        "development allows the local login and generated secrets; production refuses them")
+    host: str = setting(_str, "127.0.0.1",
+        "address `python -m scitoken_issuer` listens on")
+    port: int = setting(_int(1, 65535), 8080,
+        "port `python -m scitoken_issuer` listens on")
+    issuer_address: str = setting(_url(("http", "https")), None,
+        "public address of this issuer; default http://HOST:PORT")
+    audience: str | None = setting(_str, None,
+        "the `aud` of every access token (clients may ask only for it); unset: the "
+        "profile's any-audience (WLCG https://wlcg.cern.ch/jwt/v1/any, SciTokens ANY), narrowable")
+    idp_address: str | None = setting(_url(("http", "https")), None,
+        "upstream OIDC identity provider; unset: development login")
+    idp_client_id: str | None = setting(_str, None,
+        "this issuer's client id at the upstream IdP")
+    idp_client_secret: str | None = setting(_str, None,
+        "this issuer's client secret at the upstream IdP")
+    idp_username_claim: str = setting(_str, "preferred_username",
+        "id-token claim naming the POSIX user")
+    idp_recheck_interval: int = setting(_int(0, 86400), 300,
+        "seconds between re-checks of a user at the IdP on refresh")
+    posix_path: str | None = setting(_str, None,
+        "root of the filesystem storage scopes are checked against; unset: no storage scopes")
+    posix_strict: bool = setting(_bool, True,
+        "refuse recursive scopes when a file or directory below denies the user")
+    tree_index_max_age: int = setting(_int(10, 86400 * 7), 600,
+        "seconds between rebuilds of the strict-mode permission index")
+    use_ldap: bool = setting(_bool, False,
+        "resolve users and groups from LDAP instead of the system (NSS)")
+    ldap_url: str | None = setting(_url(("ldap", "ldaps", "ldapi")), None,
+        "LDAP server, e.g. ldaps://ldap.example.org")
+    ldap_user_base: str | None = setting(_str, None,
+        "base DN of posixAccount users")
+    ldap_group_base: str | None = setting(_str, None,
+        "base DN of posixGroup / groupOfNames groups")
+    ldap_bind_dn: str | None = setting(_str, None,
+        "optional bind DN; anonymous when unset")
+    ldap_bind_password: str | None = setting(_str, None,
+        "password of LDAP_BIND_DN")
+    group_cache_ttl: int = setting(_int(0, 86400 * 7), 300,
+        "seconds a group answer may be served from cache")
+    group_cache_max_staleness: int = setting(_int(0, 86400 * 7), 3600,
+        "seconds a cached answer may still be served while LDAP is down")
+    database_url: str | None = setting(_str, None,
+        "SQLAlchemy URL; default SQLite in the instance folder")
+    redis_url: str | None = setting(_url(("redis", "rediss", "unix")), None,
+        "Redis for Celery, caches and rate limits; unset: in process")
+    secret_key: str | None = setting(_str, None,
+        "signs sessions and derives at-rest encryption keys; generated and kept in development")
+    key_type: str = setting(_choice("RS256", "ES256"), "RS256",
+        "signing algorithm: RS256 (RSA) or ES256 (P-256)")
+    key_size: int = setting(_int(2048, 8192), 2048,
+        "RSA modulus size in bits for RS256 keys")
+    key_rotation_days: int = setting(_int(1, 3650), 90,
+        "days a signing key signs before the next one takes over")
+    key_publish_hours: int = setting(_int(1, 24 * 30), 24,
+        "hours the next key is published in the JWKS before it signs")
+    token_profile: str = setting(_choice("wlcg", "scitokens"), "wlcg",
+        "default access-token profile (per-client override)")
+    access_token_lifetime: int = setting(_int(60, 86400 * 7), 3600,
+        "seconds")
+    refresh_token_lifetime: int = setting(_int(60, 86400 * 400), 2592000,
+        "seconds")
+    refresh_reuse_grace: int = setting(_int(0, 300), 10,
+        "seconds a rotated refresh token may be retried by a concurrent request")
+    device_code_lifetime: int = setting(_int(10, 86400), 600,
+        "seconds")
+    device_poll_interval: int = setting(_int(1, 60), 5,
+        "seconds between device-flow polls")
+    scopes_listing_depth: int = setting(_int(0, 6), 2,
+        "directory levels below POSIX_PATH (or the asked path) that "
+        "GET /auth/scopes lists (docs/researchers.md)")
+    scopes_listing_max: int = setting(_int(1, 5000), 200,
+        "most directories one GET /auth/scopes answer lists")
+    auth_code_lifetime: int = setting(_int(10, 600), 60,
+        "seconds")
+    registration: str = setting(_choice("open", "admin", "closed"), "open",
+        "dynamic registration: open to anyone (never privileged), admin token only, or closed")
+    admin_token: str | None = setting(_str, None,
+        "bearer token that may register privileged clients; unset: CLI only")
+    static_clients: list = setting(_json_list, [],
+        "JSON list of operator-registered clients (RFC 7591 metadata + client_id/secret)")
+    dev_users_file: str | None = setting(_str, None,
+        "development login users; default config/dev-users.json")
+    trusted_proxies: int = setting(_int(0, 10), 0,
+        "reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted; 0: none")
+    failed_user_code_limit: str = setting(_rate, "20/minute",
+        "wrong user codes per client address at the device page (RFC 8628 §5.1), or off")
+    failed_auth_limit_address: str = setting(_rate, "20/minute",
+        "failed client authentications per client address, or off")
+    failed_auth_limit_client: str = setting(_rate, "100/hour",
+        "failed client authentications per client id (spares its known addresses), or off")
+    metrics_token: str | None = setting(_str, None,
+        "bearer token /metrics (and a worker's metrics port) requires; unset: open to "
+        "whoever reaches the listening address")
+    worker_metrics_port: int = setting(_int(0, 65535), 0,
+        "port a Celery worker serves its Prometheus metrics on; 0: none")
+    worker_metrics_host: str = setting(_str, "127.0.0.1",
+        "address a Celery worker's metrics port listens on")
+    log_level: str = setting(_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
+        "log level")
 
     @property
     def production(self) -> bool:
@@ -272,6 +266,11 @@ class Settings:
 
     def as_flask_config(self) -> dict[str, Any]:
         return {f.name.upper(): getattr(self, f.name) for f in fields(self)}
+
+
+#: name -> (parser, default, doc), read from the declarations above.
+SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
+    f.name.upper(): (f.metadata["parse"], f.metadata["default"], f.metadata["doc"]) for f in fields(Settings)}
 
 
 def describe() -> str:

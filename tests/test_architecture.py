@@ -183,3 +183,17 @@ def test_each_blueprint_says_whether_it_serves_pages(app):
     assert wrong_method.status_code == 405 and wrong_method.get_json()["error"] == "invalid_request"
     assert client.put("/auth/authorize").mimetype == "text/html"
     assert app.blueprints["oauth.device"].serves_pages and not hasattr(app.blueprints["oauth.token"], "serves_pages")
+
+
+def test_each_setting_is_declared_once():
+    """docs/configuration.md: a setting is one declaration (field, parser, default, doc); the
+    table the CLI prints and the loader reads is derived from it."""
+    from dataclasses import fields
+
+    from scitoken_issuer.settings import SETTINGS, Settings
+
+    declared = [f.name.upper() for f in fields(Settings)]
+    assert declared == list(SETTINGS) and len(set(declared)) == len(declared)
+    assert all(callable(f.metadata["parse"]) and f.metadata["doc"] for f in fields(Settings))
+    source = (PACKAGE / "settings.py").read_text()
+    assert all(source.count(f'"{name}"') <= 1 for name in declared)  # no second table by name
