@@ -86,35 +86,52 @@ def warm_up(url: str, *loads: load.Load) -> None:
                 break
 
 
-def run_floors(options: Options, stack: contextlib.ExitStack) -> dict[str, Row]:
-    rows = {}
-    per_core = floors.signatures_per_second(options.key_type)
-    rows["L1"] = Row(f"L1 {options.key_type} signatures × {floors.cores()} cores", "in process",
-                     per_core * floors.cores())
-    for floor, target in (("L2", "benchmarks.floors:jwt_app()"), ("L3", "benchmarks.floors:json_app()")):
-        env = clean_environment(KEY_TYPE=options.key_type)
-        server = WebServer(f"floor-{floor}", target, env, options.log_dir).start()
-        stack.callback(server.stop)
-        warm_up(server.url, FLOOR_LOADS[floor])
-        progress(f"  {floor} ...")
-        result = measure(server.url, FLOOR_LOADS[floor], options)
-        name = "L2 bare Flask, one fresh JWT" if floor == "L2" else "L3 bare Flask JSON"
-        rows[floor] = Row.from_result(name, "gunicorn", result, server.worker_rss_mb())
-        server.stop()
-    return rows
+class References:
+    """The floors L2/L3 and the peer, kept running; each is measured right before the issuer
+    scenario it is compared with, so a busy moment of a shared machine hits both alike."""
 
+    NAMES = {"L2": "L2 bare Flask, one fresh JWT", "L3": "L3 bare Flask JSON"}
 
-def run_peer(options: Options, stack: contextlib.ExitStack) -> Row:
-    client_id, secret = "bench-peer", secrets.token_urlsafe(32)
-    peer = NodePeer(options.key_type, client_id, secret, options.log_dir).start()
-    stack.callback(peer.stop)
-    what = load.Load("/token", "POST", CLIENT_CREDENTIALS_BODY, auth=basic_auth(client_id, secret))
-    warm_up(peer.url, what)
-    progress("  peer ...")
-    result = measure(peer.url, what, options)
-    row = Row.from_result("peer oidc-provider client_credentials", "node, 1 process", result, peer.rss_mb())
-    peer.stop()
-    return row
+    def __init__(self, options: Options, stack: contextlib.ExitStack):
+        self.options = options
+        self.samples: dict[str, list[Row]] = {"L2": [], "L3": [], "peer": []}
+        self.servers = {}
+        for floor, target in (("L2", "benchmarks.floors:jwt_app()"), ("L3", "benchmarks.floors:json_app()")):
+            server = WebServer(f"floor-{floor}", target, clean_environment(KEY_TYPE=options.key_type),
+                               options.log_dir).start()
+            stack.callback(server.stop)
+            warm_up(server.url, FLOOR_LOADS[floor])
+            self.servers[floor] = server
+        self.peer = self.peer_load = None
+        if options.peer:
+            client_id, secret = "bench-peer", secrets.token_urlsafe(32)
+            self.peer = NodePeer(options.key_type, client_id, secret, options.log_dir).start()
+            stack.callback(self.peer.stop)
+            self.peer_load = load.Load("/token", "POST", CLIENT_CREDENTIALS_BODY, auth=basic_auth(client_id, secret))
+            warm_up(self.peer.url, self.peer_load)
+
+    def floor(self, name: str) -> float:
+        server = self.servers[name]
+        result = measure(server.url, FLOOR_LOADS[name], self.options)
+        self.samples[name].append(Row.from_result(self.NAMES[name], "gunicorn", result, server.worker_rss_mb()))
+        return result.rate
+
+    def peer_rate(self) -> float | None:
+        if self.peer is None:
+            return None
+        result = measure(self.peer.url, self.peer_load, self.options)
+        self.samples["peer"].append(Row.from_result("peer oidc-provider client_credentials", "node, 1 process",
+                                                    result, self.peer.rss_mb()))
+        return result.rate
+
+    def summary(self) -> list[Row]:
+        """L1, then the mean of every L2, L3 and peer measurement."""
+        rows = [Row(f"L1 {self.options.key_type} signatures × {floors.cores()} cores", "in process",
+                    floors.signatures_per_second(self.options.key_type) * floors.cores())]
+        for samples in self.samples.values():
+            if samples:
+                rows.append(Row.mean(samples, f"mean of {len(samples)}"))
+        return rows
 
 
 def issuer_settings(config: str, options: Options, folder: Path, stack: contextlib.ExitStack) -> dict:
@@ -135,7 +152,7 @@ def issuer_settings(config: str, options: Options, folder: Path, stack: contextl
     return settings
 
 
-def run_issuer(config: str, options: Options, stack: contextlib.ExitStack) -> list[Row]:
+def run_issuer(config: str, options: Options, stack: contextlib.ExitStack, references: References) -> list[Row]:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{config.replace('+', '-')}-"))
     settings = issuer_settings(config, options, folder, stack)
     env = clean_environment(**settings, BENCH_RATE_LIMITS="on" if options.rate_limits else "off")
@@ -153,12 +170,15 @@ def run_issuer(config: str, options: Options, stack: contextlib.ExitStack) -> li
     rows = []
     for name in options.scenarios:
         scenario = BY_NAME[name]
-        progress(f"  {config}: {name} ...")
+        progress(f"  {config}: {name} (after {scenario.floor}{' and the peer' if name == 'client_credentials' else ''}) ...")
+        floor_rate = references.floor(scenario.floor)
+        peer_rate = references.peer_rate() if name == "client_credentials" else None
         with profiling(options, server, f"{config}-{name}"):
             result = measure(server.url, scenario.load(prepared), options)
         if scenario.consumes and result.wrapped:
             progress(f"    inputs ran out ({result.wrapped} wraps): raise --max-rate")
-        rows.append(Row.from_result(name, config, result, server.worker_rss_mb(), floor=scenario.floor))
+        rows.append(Row.from_result(name, config, result, server.worker_rss_mb(), floor=scenario.floor,
+                                    floor_rate=floor_rate, peer_rate=peer_rate))
     server.stop()
     return rows
 
@@ -193,17 +213,16 @@ def main(argv: list[str] | None = None) -> int:
              f"{options.key_type}; logs in {options.log_dir}")
     rows: list[Row] = []
     with contextlib.ExitStack() as stack:
-        floor_rows = run_floors(options, stack)
-        peer_row = run_peer(options, stack) if options.peer else None
+        references = References(options, stack)
         for config in options.configs:
-            rows += run_issuer(config, options, stack)
-    table = render(rows, floor_rows, peer_row, markdown=args.markdown)
-    print(table)
+            rows += run_issuer(config, options, stack, references)
+        summary = references.summary()
+    print(render(summary, rows, markdown=args.markdown))
     if args.json_out:
         args.json_out.write_text(json.dumps({
             "options": {k: str(v) for k, v in asdict(options).items()},
-            "floors": {k: asdict(v) for k, v in floor_rows.items()},
-            "peer": asdict(peer_row) if peer_row else None,
+            "references": [asdict(row) for row in summary],
+            "samples": {k: [asdict(row) for row in v] for k, v in references.samples.items()},
             "rows": [asdict(row) for row in rows]}, indent=2))
     return 0
 
