@@ -16,6 +16,7 @@ from .settings import describe
 
 client_cli = AppGroup("client", help="Register, list, show, update and delete OAuth clients.")
 keys_cli = AppGroup("keys", help="Inspect and rotate signing keys.")
+tokens_cli = AppGroup("tokens", help="Revoke every token of a user or a client.")
 
 
 def _client_json(client) -> dict:
@@ -160,6 +161,29 @@ def keys_rotate(immediately, alg):
         click.echo(f"created {key.kid} ({key.alg}, {', '.join(keys.roles(key.alg))}), signs from {when}")
 
 
+@tokens_cli.command("revoke")
+@click.option("--user", "subject", help="the POSIX user name (the tokens' sub)")
+@click.option("--client", "client_id", help="the client id")
+def tokens_revoke(subject, client_id):
+    """Make every access token of a user or client issued until now inactive at introspection,
+    end their refresh families and unused codes (docs/revocation.md). New tokens may be issued."""
+    from .services.audit import audit
+    if (subject is None) == (client_id is None):
+        raise click.UsageError("give exactly one of --user or --client")
+    rt = runtime()
+    if subject is not None:
+        rt.revocations.revoke_subject(subject)
+    else:
+        rt.revocations.revoke_client(client_id)
+    reason = "revoked by an administrator"
+    families = rt.refresh.revoke_families_of(reason, subject=subject, client_id=client_id)
+    codes = rt.revocations.end_pending_codes(subject=subject, client_id=client_id)
+    db.session.commit()
+    audit("revoke", "revoked-all", subject=subject, client_id=client_id, reason=reason, families=families)
+    who = f"user {subject}" if subject is not None else f"client {client_id}"
+    click.echo(f"revoked every token of {who}: {families} refresh families and {codes} pending codes ended")
+
+
 @click.command("settings")
 def settings_command():
     """Every setting with its default and meaning."""
@@ -169,5 +193,6 @@ def settings_command():
 def init_cli(app: Flask) -> None:
     app.cli.add_command(client_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(tokens_cli)
     app.cli.add_command(settings_command)
     init_scope_cli(app)

@@ -17,7 +17,9 @@ from .services.group_cache import GroupCache
 from .services.keys import KeyStore
 from .services.posix import StatCache
 from .services.refresh import RefreshService
+from .services.revocations import RevocationList
 from .services.secrets import SecretBox
+from .services.state_version import StateVersion
 from .services.tokens import TokenService
 from .services.tree_store import TreeIndexStore
 from .services.upstream_idp import UpstreamIdP
@@ -32,6 +34,8 @@ class Runtime:
     tokens: TokenService
     clients: ClientRegistry
     refresh: RefreshService
+    revocations: RevocationList
+    version: StateVersion
     redis: redis.Redis | None
     groups: GroupCache
     tree: TreeIndexStore | None
@@ -70,7 +74,13 @@ class Runtime:
                         rotation_seconds=settings.key_rotation_days * 86400,
                         publish_seconds=settings.key_publish_hours * 3600,
                         max_token_lifetime=settings.access_token_lifetime)
-        clients = ClientRegistry(box, settings.issuer_address)
+        client = None
+        if settings.redis_url:
+            client = redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3,
+                                          health_check_interval=30)
+        version = StateVersion(client, max_age=settings.shared_state_max_age)
+        revocations = RevocationList(box, version, max_token_lifetime=settings.access_token_lifetime)
+        clients = ClientRegistry(box, settings.issuer_address, version, revocations)
         try:
             clients.load_static(settings.static_clients)
         except ValueError as exc:
@@ -79,10 +89,6 @@ class Runtime:
             source = build_group_source(settings)
         except ValueError as exc:
             raise ConfigError(f"DEV_USERS_FILE: {exc}") from None
-        client = None
-        if settings.redis_url:
-            client = redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3,
-                                          health_check_interval=30)
         groups = GroupCache(source, client, ttl=settings.group_cache_ttl,
                             max_staleness=settings.group_cache_max_staleness)
         tree = None
@@ -94,8 +100,10 @@ class Runtime:
         if settings.idp_address:
             idp = UpstreamIdP(settings.idp_address, settings.idp_client_id, settings.idp_client_secret,
                               username_claim=settings.idp_username_claim)
-        tokens = TokenService(keys, settings.issuer_address, settings.audience, settings.access_token_lifetime)
+        tokens = TokenService(keys, settings.issuer_address, settings.audience, settings.access_token_lifetime,
+                              revocations)
         return cls(settings=settings, secrets=box, keys=keys, tokens=tokens, clients=clients,
-                   refresh=RefreshService(box, settings.refresh_token_lifetime, settings.refresh_reuse_grace),
-                   redis=client, groups=groups, tree=tree, policy=policy, idp=idp,
+                   refresh=RefreshService(box, settings.refresh_token_lifetime, settings.refresh_reuse_grace,
+                                          revocations),
+                   revocations=revocations, version=version, redis=client, groups=groups, tree=tree, policy=policy, idp=idp,
                    device=DeviceFlow(box, client, settings.device_code_lifetime, settings.device_poll_interval))

@@ -125,6 +125,8 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "ACCESS_TOKEN_LIFETIME": (_int(60, 86400 * 7), 3600, "seconds"),
     "REFRESH_TOKEN_LIFETIME": (_int(60, 86400 * 400), 2592000, "seconds"),
     "REFRESH_REUSE_GRACE": (_int(0, 300), 10, "seconds a rotated refresh token may be retried by a concurrent request"),
+    "SHARED_STATE_MAX_AGE": (_int(0, 3600), 2, "seconds a web process may use its copy of clients and revoked tokens "
+                             "without Redis (with Redis a change is seen at once)"),
     "DEVICE_CODE_LIFETIME": (_int(10, 86400), 600, "seconds"),
     "DEVICE_POLL_INTERVAL": (_int(1, 60), 5, "seconds between device-flow polls"),
     "SCOPES_LISTING_DEPTH": (_int(0, 6), 2, "directory levels below POSIX_PATH (or the asked path) that "
@@ -188,6 +190,7 @@ class Settings:
     access_token_lifetime: int
     refresh_token_lifetime: int
     refresh_reuse_grace: int
+    shared_state_max_age: int
     device_code_lifetime: int
     device_poll_interval: int
     scopes_listing_depth: int

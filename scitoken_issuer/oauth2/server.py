@@ -47,11 +47,12 @@ class GrantTypeError(UnsupportedGrantTypeError):
 
 
 def query_client(client_id: str) -> Client | None:
-    return runtime().clients.get(client_id)
+    """Client authentication reads the process's copy of the client (no database read when fresh)."""
+    return runtime().clients.lookup(client_id)
 
 
 def save_token(token: dict, request) -> None:
-    """Tokens are recorded when minted (:mod:`scitoken_issuer.services.tokens`); nothing to do."""
+    """Access tokens are self-contained JWTs and refresh tokens are stored when issued; nothing to do."""
 
 
 class AuthorizationServer(_FlaskAuthorizationServer):

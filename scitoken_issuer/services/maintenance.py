@@ -9,13 +9,9 @@ import logging
 from sqlalchemy import delete
 
 from ..extensions import db, runtime
-from ..models import AuthorizationCode, DeviceCode, IssuedToken
+from ..models import AuthorizationCode, DeviceCode
 
 logger = logging.getLogger(__name__)
-
-#: Token records are kept this long after expiry (introspection answers "inactive" either way).
-RECORD_GRACE = 86400
-
 
 @contextlib.contextmanager
 def exclusive(name: str, timeout: int = 3600):
@@ -67,8 +63,7 @@ def cleanup_expired(now: int) -> dict:
                 delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - 3600)).rowcount,
             "device_codes": db.session.execute(
                 delete(DeviceCode).where(DeviceCode.expires_at < now - 3600)).rowcount,
-            "issued_tokens": db.session.execute(
-                delete(IssuedToken).where(IssuedToken.expires_at < now - RECORD_GRACE)).rowcount,
+            "revocations": runtime().revocations.purge_expired(now),
             "refresh_families": runtime().refresh.purge_expired(now),
         }
         db.session.commit()
