@@ -16,7 +16,7 @@ from .settings import describe
 
 client_cli = AppGroup("client", help="Register, list, show, update and delete OAuth clients.")
 keys_cli = AppGroup("keys", help="Inspect and rotate signing keys.")
-tokens_cli = AppGroup("tokens", help="Revoke every token of a user or a client.")
+tokens_cli = AppGroup("tokens", help="Revoke every token of a user or a client, or one token.")
 
 
 def _client_json(client) -> dict:
@@ -164,18 +164,27 @@ def keys_rotate(immediately, alg):
 @tokens_cli.command("revoke")
 @click.option("--user", "subject", help="the POSIX user name (the tokens' sub)")
 @click.option("--client", "client_id", help="the client id")
-def tokens_revoke(subject, client_id):
-    """Make every access token of a user or client issued until now inactive at introspection,
-    end their refresh families and unused codes (docs/revocation.md). New tokens may be issued."""
+@click.option("--jti", help="one access token, by its jti (from the audit log)")
+def tokens_revoke(subject, client_id, jti):
+    """Make every access token of a user or client issued until now (or one token, by jti) inactive
+    at introspection, and end their refresh families and unused codes (docs/revocation.md)."""
     from .services.audit import audit
-    if (subject is None) == (client_id is None):
-        raise click.UsageError("give exactly one of --user or --client")
+    if sum(value is not None for value in (subject, client_id, jti)) != 1:
+        raise click.UsageError("give exactly one of --user, --client or --jti")
     rt = runtime()
+    reason = "revoked by an administrator"
+    if jti is not None:
+        if not jti.strip() or len(jti) > 255 or not jti.isprintable():
+            raise click.UsageError("--jti must be a token's jti")
+        rt.revocations.revoke_token(jti, int(time.time()) + rt.revocations.max_token_lifetime)
+        db.session.commit()
+        audit("revoke", "revoked", jti=jti, reason=reason)
+        click.echo(f"revoked access token {jti}")
+        return
     if subject is not None:
         rt.revocations.revoke_subject(subject)
     else:
         rt.revocations.revoke_client(client_id)
-    reason = "revoked by an administrator"
     families = rt.refresh.revoke_families_of(reason, subject=subject, client_id=client_id)
     codes = rt.revocations.end_pending_codes(subject=subject, client_id=client_id)
     db.session.commit()
@@ -194,5 +203,6 @@ def init_cli(app: Flask) -> None:
     app.cli.add_command(client_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(tokens_revoke, "revoke")  # `scitoken-issuer revoke --user U` says the same
     app.cli.add_command(settings_command)
     init_scope_cli(app)

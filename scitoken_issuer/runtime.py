@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
+from .background import request_tree_index
 from .services.authorization import ScopePolicy
 from .services.clients import ClientRegistry
 from .services.device import DeviceFlow
@@ -93,7 +94,9 @@ class Runtime:
                             max_staleness=settings.group_cache_max_staleness)
         tree = None
         if settings.posix_path:
-            tree = TreeIndexStore(settings.posix_path, client, max_age=settings.tree_index_max_age)
+            tree = TreeIndexStore(settings.posix_path, client, max_age=settings.tree_index_max_age,
+                                  request_build=lambda: request_tree_index(client),
+                                  wait_seconds=settings.tree_index_wait)
         policy = ScopePolicy(settings.posix_path, settings.posix_strict, index=tree.get if tree else None,
                              stat_cache=StatCache(ttl=1.0), default_profile=settings.token_profile)
         idp = None

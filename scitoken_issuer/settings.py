@@ -105,6 +105,8 @@ SETTINGS: dict[str, tuple[Callable[[str, Any], Any], Any, str]] = {
     "POSIX_STRICT": (_bool, True, "refuse recursive scopes when a file or directory below denies the user"),
     "TREE_INDEX_MAX_AGE": (_int(10, 86400 * 7), 600,
                            "seconds between rebuilds of the strict-mode permission index"),
+    "TREE_INDEX_WAIT": (_int(0, 60), 5,
+                        "seconds a storage request waits for a permission index being built before 503"),
     "USE_LDAP": (_bool, False, "resolve users and groups from LDAP instead of the system (NSS)"),
     "LDAP_URL": (_url(("ldap", "ldaps", "ldapi")), None, "LDAP server, e.g. ldaps://ldap.example.org"),
     "LDAP_USER_BASE": (_str, None, "base DN of posixAccount users"),
@@ -171,6 +173,7 @@ class Settings:
     posix_path: str | None
     posix_strict: bool
     tree_index_max_age: int
+    tree_index_wait: int
     use_ldap: bool
     ldap_url: str | None
     ldap_user_base: str | None

@@ -120,6 +120,25 @@ def test_client_revocation_ends_the_client_tokens(client, cli, make_client):
     assert active(client, other, other_secret, kept)
 
 
+def test_one_token_revoked_by_jti_through_the_top_level_command(client, cli, make_client):
+    """docs/revocation.md: ``revoke --jti`` (the operator's short form of ``tokens revoke``) ends
+    exactly one access token, named by the jti of its audit line; the client's others stay active."""
+    registered, secret = make_client()
+    token, kept = cc_token(client, registered, secret), cc_token(client, registered, secret)
+    jti = runtime().tokens.verify(token)["jti"]
+    result = cli("revoke", "--jti", jti)
+    assert result.exit_code == 0, result.output
+    assert not active(client, registered, secret, token)
+    assert active(client, registered, secret, kept)
+
+
+@pytest.mark.parametrize("args", [(), ("--jti", "x", "--user", "alice"), ("--jti", " ")])
+def test_revoke_needs_exactly_one_target(cli, args):
+    """The command refuses an ambiguous or empty target with a usage error (exit 2), revoking nothing."""
+    result = cli("revoke", *args)
+    assert result.exit_code == 2 and "Error" in result.output
+
+
 def test_deleted_client_id_registered_again_inherits_no_token(client, cli, make_client):
     """RFC 7592 §2.3 / ``client delete``: a deleted client's tokens stay inactive, even for a new
     client an administrator registers under the same client_id."""
