@@ -89,11 +89,27 @@ def init_database(app: Flask) -> None:
     os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        from sqlalchemy import event
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_write_ahead_log)
+
+
+def _sqlite_write_ahead_log(connection, _record) -> None:
+    """SQLite in write-ahead-log mode: readers never wait for the writer, and a commit is one
+    fsync of the log instead of several of a rollback journal (a refresh is one commit), still
+    durable (``synchronous=FULL``). The database must be on a local filesystem."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
 
 
 def init_runtime(app: Flask, settings: Settings) -> None:
     from .oauth2.protocol import GRANT_TYPES
-    app.extensions["scitoken_issuer"] = Runtime.build(settings, app.config["SECRET_KEY"], GRANT_TYPES)
+    rt = app.extensions["scitoken_issuer"] = Runtime.build(settings, app.config["SECRET_KEY"], GRANT_TYPES)
+    app.before_request(rt.version.begin_request)  # one look at the shared state version per request
+    app.teardown_request(rt.version.end_request)
 
 
 def init_oauth(app: Flask) -> None:

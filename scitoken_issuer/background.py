@@ -7,13 +7,20 @@ and Celery beat runs the periodic ones. Without it every task runs in the callin
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import TYPE_CHECKING
 
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry
 from flask import Flask, current_app, has_app_context
 
 from . import metrics
+
+if TYPE_CHECKING:
+    import redis
+
+logger = logging.getLogger(__name__)
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -80,6 +87,17 @@ def beat_schedule(settings) -> dict:
         schedule["rebuild-tree-index"] = {"task": tasks.rebuild_tree_index.name,
                                           "schedule": max(10.0, settings.tree_index_max_age / 2)}
     return schedule
+
+
+def request_tree_index(client: redis.Redis | None) -> None:
+    """Ask a worker to build the missing strict-mode index (docs/authorization.md, rule 4):
+    one request a minute through Redis, not one task per waiting request."""
+    from workers import tasks
+    try:
+        if client is None or client.set("scitoken-issuer:tree-index:requested", "1", nx=True, ex=60):
+            dispatch(tasks.rebuild_tree_index)
+    except Exception as exc:  # the broker may be the thing that is down; the caller's 503 stands
+        logger.warning("could not dispatch rebuild_tree_index: %s", type(exc).__name__)
 
 
 def dispatch(task: Task, *args, **kwargs):

@@ -16,6 +16,7 @@ from .settings import describe
 
 client_cli = AppGroup("client", help="Register, list, show, update and delete OAuth clients.")
 keys_cli = AppGroup("keys", help="Inspect and rotate signing keys.")
+tokens_cli = AppGroup("tokens", help="Revoke every token of a user or a client, or one token.")
 
 
 def _client_json(client) -> dict:
@@ -160,6 +161,38 @@ def keys_rotate(immediately, alg):
         click.echo(f"created {key.kid} ({key.alg}, {', '.join(keys.roles(key.alg))}), signs from {when}")
 
 
+@tokens_cli.command("revoke")
+@click.option("--user", "subject", help="the POSIX user name (the tokens' sub)")
+@click.option("--client", "client_id", help="the client id")
+@click.option("--jti", help="one access token, by its jti (from the audit log)")
+def tokens_revoke(subject, client_id, jti):
+    """Make every access token of a user or client issued until now (or one token, by jti) inactive
+    at introspection, and end their refresh families and unused codes (docs/revocation.md)."""
+    from .services.audit import audit
+    if sum(value is not None for value in (subject, client_id, jti)) != 1:
+        raise click.UsageError("give exactly one of --user, --client or --jti")
+    rt = runtime()
+    reason = "revoked by an administrator"
+    if jti is not None:
+        if not jti.strip() or len(jti) > 255 or not jti.isprintable():
+            raise click.UsageError("--jti must be a token's jti")
+        rt.revocations.revoke_token(jti, int(time.time()) + rt.revocations.max_token_lifetime)
+        db.session.commit()
+        audit("revoke", "revoked", jti=jti, reason=reason)
+        click.echo(f"revoked access token {jti}")
+        return
+    if subject is not None:
+        rt.revocations.revoke_subject(subject)
+    else:
+        rt.revocations.revoke_client(client_id)
+    families = rt.refresh.revoke_families_of(reason, subject=subject, client_id=client_id)
+    codes = rt.revocations.end_pending_codes(subject=subject, client_id=client_id)
+    db.session.commit()
+    audit("revoke", "revoked-all", subject=subject, client_id=client_id, reason=reason, families=families)
+    who = f"user {subject}" if subject is not None else f"client {client_id}"
+    click.echo(f"revoked every token of {who}: {families} refresh families and {codes} pending codes ended")
+
+
 @click.command("settings")
 def settings_command():
     """Every setting with its default and meaning."""
@@ -169,5 +202,7 @@ def settings_command():
 def init_cli(app: Flask) -> None:
     app.cli.add_command(client_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(tokens_cli)
+    app.cli.add_command(tokens_revoke, "revoke")  # `scitoken-issuer revoke --user U` says the same
     app.cli.add_command(settings_command)
     init_scope_cli(app)

@@ -125,6 +125,8 @@ class Settings:
         "refuse recursive scopes when a file or directory below denies the user")
     tree_index_max_age: int = setting(_int(10, 86400 * 7), 600,
         "seconds between rebuilds of the strict-mode permission index")
+    tree_index_wait: int = setting(_int(0, 60), 5,
+        "seconds a storage request waits for a permission index being built before 503")
     use_ldap: bool = setting(_bool, False,
         "resolve users and groups from LDAP instead of the system (NSS)")
     ldap_url: str | None = setting(_url(("ldap", "ldaps", "ldapi")), None,
@@ -163,6 +165,9 @@ class Settings:
         "seconds")
     refresh_reuse_grace: int = setting(_int(0, 300), 10,
         "seconds a rotated refresh token may be retried by a concurrent request")
+    shared_state_max_age: int = setting(_int(0, 3600), 2,
+        "seconds a web process may use its copy of clients and revoked tokens "
+        "without Redis (with Redis a change is seen at once)")
     device_code_lifetime: int = setting(_int(10, 86400), 600,
         "seconds")
     device_poll_interval: int = setting(_int(1, 60), 5,

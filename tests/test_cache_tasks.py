@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -19,8 +20,10 @@ import redis
 from scitoken_issuer.background import dispatch
 from scitoken_issuer.extensions import db, runtime
 from scitoken_issuer.services.login import SESSION_KEY, SignedIn
+from scitoken_issuer.services.tree_index import scan_tree
 from scitoken_issuer.services.tree_store import TreeIndexMissing
-from tests.conftest import make_app
+from tests.conftest import TEST_SECRET, make_app
+from tests.support.processes import ManagedProcess, wait_until
 from tests.test_policy import build_tree, write_users
 from tests.test_token_scopes_http import REDIRECT_URI, authorize_url, pkce
 from workers.tasks import rebuild_tree_index, refresh_group_cache
@@ -56,7 +59,8 @@ def app(tmp_path):
 
 @pytest.fixture
 def redis_app(tmp_path, redis_url):
-    app = _app(tmp_path, REDIS_URL=redis_url)
+    """With Redis; a missing index answers 503 at once (``TREE_INDEX_WAIT=0``) unless a test waits."""
+    app = _app(tmp_path, REDIS_URL=redis_url, TREE_INDEX_WAIT=0)
     yield app
     _close(app)
 
@@ -192,6 +196,50 @@ def test_missing_index_answers_503_and_requests_a_rebuild(redis_app, redis_clien
         rebuild_tree_index()  # what the worker does with that message
     assert client.get(url).status_code == 200
 
+
+
+def test_storage_request_waits_for_an_index_being_built(tmp_path, redis_url, redis_client):
+    """docs/authorization.md, the index: a fresh deployment's first storage request asks a worker for
+    the index and waits up to TREE_INDEX_WAIT seconds for it, instead of answering 503 at once."""
+    app = _app(tmp_path, REDIS_URL=redis_url, TREE_INDEX_WAIT=10)
+    try:
+        with app.app_context():
+            root, requested = runtime().tree.root, []
+
+            def worker_builds_soon() -> None:  # what a worker does with the request, a moment later
+                requested.append(True)
+                threading.Timer(0.5, lambda: redis_client.set(INDEX_KEY, scan_tree(root).to_json())).start()
+
+            runtime().tree.request_build = worker_builds_soon
+        client, oauth = signed_in_portal(app)
+        _, challenge = pkce()
+        started = time.monotonic()
+        response = client.get(authorize_url(oauth, "storage.read:/data/ana/out", challenge))
+        assert response.status_code == 200 and requested == [True]
+        assert time.monotonic() - started < 10
+    finally:
+        _close(app)
+
+
+def test_worker_start_builds_a_missing_index(tmp_path, redis_url, redis_client):
+    """docs/authorization.md, the index: a real Celery worker that starts while no index is stored
+    builds one, with no request and no operator command."""
+    assert redis_client.get(INDEX_KEY) is None
+    env = {"REDIS_URL": redis_url, "POSIX_PATH": build_tree(tmp_path),
+           "DEV_USERS_FILE": write_users(tmp_path / "users.json"), "SECRET_KEY": TEST_SECRET,
+           "INSTANCE_PATH": str(tmp_path / "instance"), "PYTHONUNBUFFERED": "1"}
+    worker = ManagedProcess("worker", [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                                       "--pool=threads", "--concurrency=2", "--without-gossip", "--without-mingle",
+                                       "--without-heartbeat"], tmp_path, env=env).start()
+    try:
+        def built() -> bool:
+            if not worker.alive():
+                raise RuntimeError(f"celery worker exited:\n{worker.log()}")
+            return redis_client.get(INDEX_KEY) is not None
+        wait_until(built, 60, "the worker to build the missing index")
+        assert json.loads(redis_client.get(INDEX_KEY))["directories"] == 7
+    finally:
+        worker.stop()
 
 
 def test_redis_down_answers_503_never_a_grant(redis_app, redis_server):

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from scitoken_issuer.background import beat_schedule
 from scitoken_issuer.extensions import db, runtime
-from scitoken_issuer.models import AuthorizationCode, DeviceCode, IssuedToken, RefreshFamily, RefreshToken
+from scitoken_issuer.models import AuthorizationCode, DeviceCode, RefreshFamily, RefreshToken, Revocation
 from workers import tasks
 
 
@@ -25,8 +25,7 @@ def test_cleanup_deletes_only_what_expired(app):
         db.session.add(DeviceCode(device_code_hash=rt.secrets.hash(f"d{expires}"), user_code=f"U{expires}"[-10:],
                                   client_id="c", scope="", issued_at=now, expires_at=expires, interval=5,
                                   status="pending", claims={}))
-        db.session.add(IssuedToken(jti=f"j{expires}", client_id="c", subject="alice", scope="", grant_type="x",
-                                   issued_at=now, expires_at=expires))
+        db.session.add(Revocation(kind="jti", value=f"j{expires}", revoked_at=now, expires_at=expires))
         family = RefreshFamily(id=f"f{expires}", client_id="c", subject="alice", scope="", created_at=now,
                                expires_at=expires)
         db.session.add(family)
@@ -35,8 +34,8 @@ def test_cleanup_deletes_only_what_expired(app):
                                     issued_at=now, expires_at=expires))
     db.session.commit()
     result = tasks.cleanup_expired()
-    assert result == {"authorization_codes": 1, "device_codes": 1, "issued_tokens": 1, "refresh_families": 1}
-    for model in (AuthorizationCode, DeviceCode, IssuedToken, RefreshFamily, RefreshToken):
+    assert result == {"authorization_codes": 1, "device_codes": 1, "revocations": 1, "refresh_families": 1}
+    for model in (AuthorizationCode, DeviceCode, Revocation, RefreshFamily, RefreshToken):
         assert count(model) == 1, model.__name__
 
 

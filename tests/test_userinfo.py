@@ -59,8 +59,8 @@ def test_expired_and_revoked_tokens_are_invalid_token(client):
                                                       "invalid_token")
     token = mint("openid")
     assert client.get(USERINFO, headers=bearer(token)).status_code == 200
-    jti = runtime().tokens.verify(token)["jti"]
-    runtime().tokens.record(jti).revoked_at = now
+    claims = runtime().tokens.verify(token)
+    runtime().revocations.revoke_token(claims["jti"], claims["exp"])
     db.session.commit()
     assert_rfc6750(client.get(USERINFO, headers=bearer(token)), 401, "invalid_token")
 

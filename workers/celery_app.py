@@ -33,6 +33,19 @@ def serve_metrics(**_kwargs) -> None:
         serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port, settings.metrics_token)
 
 
+@worker_ready.connect(weak=False)
+def build_missing_tree_index(**_kwargs) -> None:
+    """A fresh deployment's first sign-in should not meet a 503: when no permission index is
+    stored yet, the first worker to start asks for one (docs/authorization.md, "The index")."""
+    from scitoken_issuer.background import request_tree_index
+    from scitoken_issuer.extensions import runtime
+
+    with flask_app.app_context():
+        tree = runtime().tree
+        if tree is not None and tree.redis is not None and not tree.redis.exists(tree.key):
+            request_tree_index(tree.redis)
+
+
 @worker_process_shutdown.connect(weak=False)
 def forget_process(pid: int | None = None, **_kwargs) -> None:
     if settings.worker_metrics_port and pid:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from . import (authorize, device, errors, health, introspection, jwks, login, openapi, registration, scopes, token,
-               userinfo, well_known)
+from . import (authorize, device, documents, errors, health, introspection, jwks, login, openapi, registration, scopes,
+               token, userinfo, well_known)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -18,3 +18,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     errors.init_error_handlers(app)
+    documents.init_documents(app)

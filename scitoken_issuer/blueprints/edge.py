@@ -8,11 +8,14 @@ from ..extensions import db
 
 
 def commit_on_success(view):
-    """Commit the session after a response below 400; roll back otherwise."""
+    """Commit the session after a response below 400; roll back otherwise. A view that never
+    touched the database (a cached key set) opens no session here either."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
         response = view(*args, **kwargs)
+        if not db.session.registry.has():
+            return response
         if getattr(response, "status_code", 200) < 400:
             db.session.commit()
         else:

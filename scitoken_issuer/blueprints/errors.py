@@ -11,10 +11,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from workers import tasks
-
-from ..background import dispatch
-from ..extensions import db, runtime
+from ..extensions import db
 from ..services.groups import GroupsUnavailable
 from ..services.tree_index import TreeScanError
 from ..services.tree_store import TreeIndexMissing
@@ -37,16 +34,6 @@ _DEPENDENCIES: dict[type, str] = {
     GroupsUnavailable: "the group directory (LDAP)", TreeIndexMissing: "the storage permission index",
     RedisConnectionError: "the cache (Redis)", RedisTimeoutError: "the cache (Redis)",
     TreeScanError: "the storage (POSIX_PATH)", UpstreamUnavailable: "the identity provider"}
-
-
-def _request_tree_index() -> None:
-    """Ask a worker to build the missing strict-mode index (docs/authorization.md, rule 4); the client retries."""
-    try:
-        client = runtime().redis  # one request per minute, not one task per refused request
-        if client is None or client.set("scitoken-issuer:tree-index:requested", "1", nx=True, ex=60):
-            dispatch(tasks.rebuild_tree_index)
-    except Exception as exc:  # the broker may be the thing that is down; the 503 stands anyway
-        logger.warning("could not dispatch rebuild_tree_index: %s", type(exc).__name__)
 
 
 def serves_pages(bp: Blueprint) -> Blueprint:
@@ -122,9 +109,7 @@ def init_error_handlers(app: Flask) -> None:
     @app.errorhandler(RedisTimeoutError)
     @app.errorhandler(UpstreamUnavailable)
     def dependency_down(exc: Exception):
-        """docs/authorization.md; docs/errors.md: a dependency the decision needs is down — 503, never a guess or a grant."""
-        if isinstance(exc, TreeIndexMissing):
-            _request_tree_index()
+        """docs/errors.md: a dependency the decision needs is down — 503, never a guess or a grant."""
         return unavailable(ServiceUnavailable(_DEPENDENCIES[next(
             t for t in type(exc).__mro__ if t in _DEPENDENCIES)]))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint
 
 from ..extensions import runtime
+from .documents import cached_document, respond
 from .edge import commit_on_success
 
 bp = Blueprint("jwks", __name__)
@@ -18,9 +19,11 @@ MAX_AGE = 3600
 @bp.get("/certs")
 @commit_on_success
 def certs():
+    """Served from bytes encoded once per published key set, with an ETag (RFC 9110 §8.8.3:
+    revalidation costs a 304, not the key set)."""
     keys = runtime().keys
     keys.signing_keys()  # the first keys are created on first use; rotation is published early
-    response = jsonify(keys.jwks())
-    response.headers["Cache-Control"] = f"public, max-age={MAX_AGE}"
-    response.add_etag()  # RFC 9110 §8.8.3: revalidation costs a 304, not the key set
-    return response.make_conditional(request)
+    published = keys.published()
+    document = cached_document("jwks", tuple(key.kid for key in published),
+                               lambda: {"keys": [key.public_jwk for key in published]})
+    return respond(document, MAX_AGE)

@@ -4,7 +4,7 @@ from .clients import Client
 from .codes import AuthorizationCode, DeviceCode
 from .identities import UpstreamIdentity
 from .keys import SigningKey
-from .tokens import IssuedToken, RefreshFamily, RefreshToken
+from .tokens import RefreshFamily, RefreshToken, Revocation
 
 __all__ = ["Client", "AuthorizationCode", "DeviceCode", "UpstreamIdentity", "SigningKey",
-           "IssuedToken", "RefreshFamily", "RefreshToken"]
+           "RefreshFamily", "RefreshToken", "Revocation"]

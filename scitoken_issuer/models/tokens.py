@@ -1,4 +1,4 @@
-"""Issued access tokens (by jti, for introspection and revocation) and refresh-token families."""
+"""The revocation list of access tokens, and refresh-token families."""
 
 from __future__ import annotations
 
@@ -10,36 +10,23 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 
 
-class IssuedToken(db.Model):
-    """One issued access token, recorded by ``jti``; the JWT itself is never stored."""
+class Revocation(db.Model):
+    """One entry of the revocation list (docs/revocation.md): access tokens are self-contained
+    JWTs, so instead of a row per issued token the issuer keeps what was revoked.
 
-    __tablename__ = "issued_tokens"
+    ``kind`` says what ``value`` names: ``jti`` (one access token), ``family`` (the ``sid`` of
+    every access token a refresh family gave), ``client`` or ``subject`` (every token of that
+    client or user issued at or before ``revoked_at``). ``expires_at`` is when no token the entry
+    covers can still be active, after which the entry is deleted, so the list stays small.
+    """
 
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(128), index=True)
-    subject: Mapped[str] = mapped_column(String(255))
-    scope: Mapped[str] = mapped_column(Text)
-    grant_type: Mapped[str] = mapped_column(String(64))
-    issued_at: Mapped[int] = mapped_column(Integer)
+    __tablename__ = "revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(255))
+    revoked_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
-    revoked_at: Mapped[int | None] = mapped_column(Integer)
-    family_id: Mapped[str | None] = mapped_column(String(64), index=True)
-
-    # -- authlib TokenMixin (revocation / introspection) --------------------------------------
-    def check_client(self, client) -> bool:
-        return client.get_client_id() == self.client_id
-
-    def get_scope(self) -> str:
-        return self.scope
-
-    def get_expires_in(self) -> int:
-        return self.expires_at - self.issued_at
-
-    def is_expired(self) -> bool:
-        return self.expires_at <= time.time()
-
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
 
 
 class RefreshFamily(db.Model):

@@ -28,7 +28,7 @@ class SecretAuthentication:
     def check(self, client_id, client_secret, status_code: int) -> Client | None:
         if not client_id or not client_secret:
             return None
-        client = self.clients.get(client_id)
+        client = self.clients.lookup(client_id)
         if client is None:
             raise InvalidClientError(status_code=status_code, description="The client does not exist on this server.")
         return client if self.clients.check_secret(client, client_secret) else None

@@ -9,7 +9,6 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, Unsupp
     UnsupportedResponseTypeError
 
 from ..extensions import db
-from ..models import Client
 from ..services.clients import ClientRegistry
 from ..services.scopes import Scope, ScopeError, parse_scopes
 from .client_auth_limits import limited_authentication
@@ -48,7 +47,7 @@ class GrantTypeError(UnsupportedGrantTypeError):
 
 
 def save_token(token: dict, request) -> None:
-    """Tokens are recorded when minted (:mod:`scitoken_issuer.services.tokens`); nothing to do."""
+    """Access tokens are self-contained JWTs and refresh tokens are stored when issued; nothing to do."""
 
 
 class AuthorizationServer(_FlaskAuthorizationServer):
@@ -57,7 +56,8 @@ class AuthorizationServer(_FlaskAuthorizationServer):
     :attr:`grant_types`."""
 
     def __init__(self, clients: ClientRegistry, grant_types: tuple[str, ...]) -> None:
-        super().__init__(query_client=clients.get, save_token=save_token)
+        # client authentication reads the process's copy of the client (no database read when fresh)
+        super().__init__(query_client=clients.lookup, save_token=save_token)
         #: the grant types registered on this server (from the declared list), in order
         self.grant_types = grant_types
 

@@ -23,8 +23,10 @@ from ..models.clients import PRIVILEGED_GRANTS
 from .audit import audit
 from .client_fields import (ClientMetadataError, PrivilegeError, check_redirect_uri, check_text,
                             check_uri_characters)
+from .revocations import RevocationList
 from .scopes import ScopeError, parse_scopes
 from .secrets import SecretBox, new_secret
+from .state_version import Stamp, StateVersion
 
 logger = logging.getLogger(__name__)
 
@@ -147,18 +149,32 @@ def check_pkce_exemption(metadata: dict, pkce_required: object, *, admin: bool) 
         raise ClientMetadataError("a public client cannot be exempted from PKCE")
 
 
-class ClientRegistry:
-    """Creates, reads, updates and deletes clients. Adds/flushes; callers commit."""
+#: Clients this process keeps copies of at most (the copies are dropped all at once beyond).
+CACHED_CLIENTS = 4096
 
-    def __init__(self, box: SecretBox, registration_uri: Callable[[str], str], supported_grants: frozenset[str]):
+
+class ClientRegistry:
+    """Creates, reads, updates and deletes clients. Adds/flushes; callers commit.
+
+    :meth:`lookup` answers the hot paths (client authentication at the token, introspection,
+    revocation and device endpoints) from a copy per process, reloaded as ``version`` says
+    (docs/revocation.md); everything that changes a client reads it with :meth:`get`.
+    """
+
+    def __init__(self, box: SecretBox, registration_uri: Callable[[str], str], supported_grants: frozenset[str],
+                 version: StateVersion, revocations: RevocationList):
         self.box = box
         #: client_id -> its RFC 7592 configuration endpoint URL
         self.configuration_uri = registration_uri
-        self.static: dict[str, Client] = {}
         #: the grant types the authorization server runs (``oauth2.protocol.GRANT_TYPES``)
         self.supported_grants = supported_grants
+        self.version = version
+        self.revocations = revocations
+        self.static: dict[str, Client] = {}
+        self._copies: dict[str, tuple[Stamp, Client]] = {}
 
     def get(self, client_id: object) -> Client | None:
+        """The client as stored (attached to the session: changes to it are saved)."""
         if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
             return None
         return self.static.get(client_id) or db.session.get(Client, client_id)
@@ -168,6 +184,26 @@ class ClientRegistry:
         if not client.client_secret_hash or not isinstance(client_secret, str):
             return False
         return hmac.compare_digest(self.box.hash(client_secret), client.client_secret_hash)
+
+    def lookup(self, client_id: object) -> Client | None:
+        """The client for authentication, read-only: a detached copy while it is fresh."""
+        if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
+            return None
+        if client_id in self.static:
+            return self.static[client_id]
+        now = self.version.stamp()
+        cached = self._copies.get(client_id)
+        if cached is not None and self.version.fresh(cached[0], now):
+            return cached[1]
+        row = db.session.get(Client, client_id)
+        if row is None:
+            self._copies.pop(client_id, None)
+            return None
+        copy = Client(**{column.key: getattr(row, column.key) for column in Client.__table__.columns})
+        if len(self._copies) >= CACHED_CLIENTS:
+            self._copies.clear()
+        self._copies[client_id] = (now, copy)
+        return copy
 
     def list(self) -> list[Client]:
         stored = db.session.execute(select(Client).order_by(Client.client_id)).scalars()
@@ -197,6 +233,7 @@ class ClientRegistry:
             source=source, client_metadata=data, pkce_required=pkce_required)
         db.session.add(client)
         db.session.flush()
+        self.version.will_change(db.session)
         audit("register", "created", client_id=client_id, scope=data.get("scope"), source=source,
               grant_types=data["grant_types"])
         return Registration(client, secret, token)
@@ -227,6 +264,7 @@ class ClientRegistry:
         if admin:
             client.source = "admin"
         db.session.flush()
+        self.version.will_change(db.session)
         audit("register", "updated", client_id=client.client_id, scope=data.get("scope"),
               grant_types=data["grant_types"], by="admin" if admin else "registration_token")
         return client
@@ -273,11 +311,15 @@ class ClientRegistry:
         check_pkce_exemption(client.client_metadata, required, admin=True)
         client.pkce_required = required
         db.session.flush()
+        self.version.will_change(db.session)
         audit("register", "updated", client_id=client.client_id, pkce_required=required)
 
     def delete(self, client: Client) -> None:
+        """Delete a client; every token it was given becomes inactive at introspection."""
         db.session.delete(client)
+        self.revocations.revoke_client(client.client_id)
         db.session.flush()
+        self.version.will_change(db.session)
         audit("register", "deleted", client_id=client.client_id)
 
     def by_registration_token(self, token: str) -> Client | None:

@@ -1,9 +1,11 @@
 """RFC 8628 device authorizations: durable in the database, fast through Redis (RFC 8628 §3).
 
 A device authorization is a row (device code stored as a keyed hash). While it is pending, the
-polling token endpoint reads its state from a small Redis hash and never touches the database;
-the row and the user's decision are announced in Redis only after their transaction commits (an
-after-commit hook), so the worker's decision is durable before the Redis hash says decided, so the next poll reads the outcome from the database and consumes it once.
+polling token endpoint reads its state from a small Redis hash and never touches the database
+(one round trip: a script reads the hash and keeps the poll pace, RFC 8628 §3.5). The row and
+the user's decision are announced in Redis only after their transaction commits (an after-commit
+hook), so the decision is durable before the Redis hash says decided, and the next poll reads
+the outcome from the database and consumes it once.
 Without Redis every poll reads the database. Either way nothing lives only in a web process, so
 a restart of the web processes loses nothing.
 """
@@ -29,6 +31,25 @@ USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 10
 #: RFC 8628 §3.5: each slow_down adds 5 seconds to the interval.
 SLOW_DOWN_STEP = 5
+
+#: KEYS: the state hash, the pace key. While pending: mark this poll (the pace key lives one
+#: interval) or, if the previous poll was sooner than the interval, add SLOW_DOWN_STEP to it.
+#: Returns the hash, with ``too_fast`` 0/1 when pending; {} when there is no hash.
+POLL_SCRIPT = """
+local state = redis.call('HGETALL', KEYS[1])
+if #state == 0 then return state end
+local fields = {}
+for i = 1, #state, 2 do fields[state[i]] = state[i + 1] end
+if fields['decided'] ~= '0' then return state end
+local too_fast = 0
+if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', tonumber(fields['interval']) * 1000) then
+  redis.call('HINCRBY', KEYS[1], 'interval', ARGV[1])
+  too_fast = 1
+end
+table.insert(state, 'too_fast')
+table.insert(state, tostring(too_fast))
+return state
+"""
 
 
 def new_user_code() -> str:
@@ -59,6 +80,7 @@ class PollState:
     expires_at: int
     interval: int
     decided: bool
+    too_fast: bool | None = None  # already decided by the Redis poll script
 
 
 class DeviceFlow:
@@ -69,6 +91,7 @@ class DeviceFlow:
         self.redis = redis_client
         self.lifetime = lifetime
         self.interval = interval
+        self._poll = redis_client.register_script(POLL_SCRIPT) if redis_client is not None else None
 
     def _key(self, device_code_hash: str) -> str:
         return f"scitoken-issuer:device:{device_code_hash}"
@@ -135,14 +158,16 @@ class DeviceFlow:
         if not isinstance(device_code, str) or not device_code or len(device_code) > 256:
             return None
         digest = self.box.hash(device_code)
-        if self.redis is not None:
+        if self._poll is not None:
+            key = self._key(digest)
             try:
-                state = self.redis.hgetall(self._key(digest))
+                flat = self._poll(keys=[key, f"{key}:poll"], args=[SLOW_DOWN_STEP])
             except redis.RedisError:
-                state = None
+                flat = None
+            state = dict(zip(flat[::2], flat[1::2])) if flat else None
             if state and state.get(b"decided") == b"0":
                 return PollState(digest, state[b"client_id"].decode(), int(state[b"expires_at"]),
-                                 int(state[b"interval"]), decided=False)
+                                 int(state[b"interval"]), decided=False, too_fast=state[b"too_fast"] == b"1")
         row = db.session.get(DeviceCode, digest)
         if row is None:
             return None
@@ -155,6 +180,8 @@ class DeviceFlow:
         """True when this poll came sooner than ``interval`` after the previous one (then the
         interval grows by 5 s, RFC 8628 §3.5)."""
         now = time.time() if now is None else now
+        if state.too_fast is not None:
+            return state.too_fast
         if self.redis is not None and not state.decided:
             try:
                 key = self._key(state.device_code_hash)

@@ -12,26 +12,25 @@ import redis
 from sqlalchemy import delete
 
 from ..extensions import db
-from ..models import AuthorizationCode, DeviceCode, IssuedToken
+from ..models import AuthorizationCode, DeviceCode
 from .keys import KeyStore
 from .refresh import RefreshService
+from .revocations import RevocationList
 from .tree_store import TreeIndexStore
 
 logger = logging.getLogger(__name__)
-
-#: Token records are kept this long after expiry (introspection answers "inactive" either way).
-RECORD_GRACE = 86400
 
 
 class Maintenance:
     """The periodic jobs over the services they maintain. Adds/flushes; the task commits."""
 
     def __init__(self, redis_client: redis.Redis | None, keys: KeyStore, tree: TreeIndexStore | None,
-                 refresh: RefreshService):
+                 refresh: RefreshService, revocations: RevocationList):
         self.redis = redis_client
         self.keys = keys
         self.tree = tree
         self.refresh = refresh
+        self.revocations = revocations
 
     @contextlib.contextmanager
     def exclusive(self, name: str, timeout: int = 3600) -> Iterator[bool]:
@@ -71,7 +70,6 @@ class Maintenance:
                 delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - 3600)).rowcount,
             "device_codes": db.session.execute(
                 delete(DeviceCode).where(DeviceCode.expires_at < now - 3600)).rowcount,
-            "issued_tokens": db.session.execute(
-                delete(IssuedToken).where(IssuedToken.expires_at < now - RECORD_GRACE)).rowcount,
+            "revocations": self.revocations.purge_expired(now),
             "refresh_families": self.refresh.purge_expired(now),
         }

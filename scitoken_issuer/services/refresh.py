@@ -18,8 +18,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db, separate_transaction
-from ..models import IssuedToken, RefreshFamily, RefreshToken
+from ..models import RefreshFamily, RefreshToken
 from .audit import audit
+from .revocations import RevocationList
 from .secrets import SecretBox, new_secret
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ class RefreshRefused(Exception):
 class RefreshService:
     """Looks up, rotates and revokes refresh-token families. Adds/flushes; callers commit."""
 
-    def __init__(self, box: SecretBox, lifetime: int, reuse_grace: int):
+    def __init__(self, box: SecretBox, lifetime: int, reuse_grace: int, revocations: RevocationList):
         self.box = box
+        self.revocations = revocations
         self.lifetime = lifetime
         self.reuse_grace = reuse_grace
 
@@ -60,11 +62,23 @@ class RefreshService:
             return
         family.revoked_at = now
         family.revoked_reason = reason[:255]
-        session.execute(update(IssuedToken).where(IssuedToken.family_id == family_id,
-                                                     IssuedToken.revoked_at.is_(None)).values(revoked_at=now))
+        self.revocations.revoke_family(family_id, session)
         session.flush()
         audit("revoke", "family-revoked", subject=family.subject, client_id=family.client_id,
               scope=family.scope, reason=reason, family=family_id)
+
+    def revoke_families_of(self, reason: str, *, client_id: str | None = None, subject: str | None = None) -> int:
+        """Revoke every live family of a client or of a user (their access tokens are covered by
+        the client's or user's cut-off in the revocation list)."""
+        if (client_id is None) == (subject is None):
+            raise ValueError("name a client or a subject")
+        column = RefreshFamily.client_id if client_id is not None else RefreshFamily.subject
+        result = db.session.execute(
+            update(RefreshFamily).where(column == (client_id if client_id is not None else subject),
+                                        RefreshFamily.revoked_at.is_(None))
+            .values(revoked_at=int(time.time()), revoked_reason=reason[:255]).execution_options(
+                synchronize_session="fetch"))
+        return result.rowcount or 0
 
     # -- issuing and rotating -----------------------------------------------------------------
     def new_family(self, client_id: str, subject: str, scope: str, identity_id: int | None,

@@ -1,7 +1,9 @@
-"""Access-token minting in the WLCG 1.0 and SciTokens 2.0 profiles (docs/tokens.md), and their records.
+"""Access-token minting in the WLCG 1.0 and SciTokens 2.0 profiles (docs/tokens.md), and verification.
 
-Access tokens are JWTs signed with the current key. Each issued token is recorded by ``jti`` so
-introspection (RFC 7662) can report revocation (RFC 7009); the JWT itself is never stored.
+Access tokens are JWTs signed with the current key and self-contained: minting writes nothing.
+What introspection (RFC 7662) must know beyond the signature and expiry — that a token was
+revoked (RFC 7009) — is kept in the revocation list (docs/revocation.md). A token given from a
+refresh family carries the family's reference in ``sid``, so revoking the family reaches it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from dataclasses import dataclass, field
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
 
-from ..extensions import db
-from ..models import IssuedToken
 from .audit import audit
 from .keys import KeyStore
+from .revocations import RevocationList
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,13 @@ class MintedToken:
 class TokenService:
     """Mints signed access tokens and answers what the issuer knows about one."""
 
-    def __init__(self, keys: KeyStore, issuer: str, site_audience: str | None, default_lifetime: int):
+    #: claims that make a JWT of this issuer an access token (an ID token has no client_id or scope)
+    ACCESS_TOKEN_CLAIMS = {"jti": str, "sub": str, "client_id": str, "scope": str, "iat": int, "exp": int}
+
+    def __init__(self, keys: KeyStore, issuer: str, site_audience: str | None, default_lifetime: int,
+                 revocations: RevocationList):
         self.keys = keys
+        self.revocations = revocations
         self.issuer = issuer
         self.site_audience = site_audience
         self.default_lifetime = default_lifetime
@@ -82,6 +87,8 @@ class TokenService:
             "scope": " ".join(request.scopes),
             "client_id": request.client_id,
         }
+        if request.family_id:
+            claims["sid"] = self.revocations.family_reference(request.family_id)
         if request.profile == SCITOKENS:
             claims["ver"] = "scitoken:2.0"
         else:
@@ -92,21 +99,18 @@ class TokenService:
         return claims
 
     def mint(self, request: TokenRequest) -> MintedToken:
-        """Sign an access token, record its ``jti`` (flushed, committed by the caller), audit it."""
+        """Sign an access token and audit it; nothing is stored."""
         key = self.keys.signing_key()
         claims = self.claims_for(request)
         header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
         token = jwt.encode(header, claims, key.private)
-        db.session.add(IssuedToken(
-            jti=claims["jti"], client_id=request.client_id, subject=request.subject,
-            scope=claims["scope"], grant_type=request.grant_type, issued_at=claims["iat"],
-            expires_at=claims["exp"], family_id=request.family_id))
         audit("issue", "granted", subject=request.subject, client_id=request.client_id,
               scope=claims["scope"], jti=claims["jti"], grant_type=request.grant_type)
         return MintedToken(token, claims, claims["exp"] - claims["iat"])
 
     def verify(self, token: str) -> dict | None:
-        """Claims of a token this issuer signed with a published key and that has not expired."""
+        """Claims of an access token this issuer signed with a published key and that has not
+        expired (revocation is the caller's question: :meth:`RevocationList.is_revoked`)."""
         keys = [k.private for k in self.keys.published()]
         if not keys or not isinstance(token, str) or len(token) > 16384:
             return None
@@ -116,9 +120,7 @@ class TokenService:
             return None
         claims = decoded.claims
         now = time.time()
-        if claims.get("iss") != self.issuer or not isinstance(claims.get("exp"), int) or claims["exp"] <= now:
+        if claims.get("iss") != self.issuer or any(
+                not isinstance(claims.get(name), kind) for name, kind in self.ACCESS_TOKEN_CLAIMS.items()):
             return None
-        return claims
-
-    def record(self, jti: str) -> IssuedToken | None:
-        return db.session.execute(select(IssuedToken).where(IssuedToken.jti == jti)).scalar_one_or_none()
+        return claims if claims["exp"] > now else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -23,15 +24,22 @@ class TreeIndexStore:
 
     Each process keeps the decoded index and re-reads Redis at most every ``reload_seconds``;
     with no Redis the index lives in this process and is rebuilt when older than ``max_age``.
+    When Redis holds no index yet (a fresh deployment), ``request_build`` asks a worker for one
+    and the caller waits up to ``wait_seconds`` for it to appear before :class:`TreeIndexMissing`.
     """
 
     def __init__(self, root: str, redis_client: redis.Redis | None = None, *, max_age: float = 600,
-                 reload_seconds: float = 30, key: str = "scitoken-issuer:tree-index"):
+                 reload_seconds: float = 30, key: str = "scitoken-issuer:tree-index",
+                 request_build: Callable[[], None] | None = None, wait_seconds: float = 0,
+                 poll_seconds: float = 0.1):
         self.root = root
         self.redis = redis_client
         self.max_age = max_age
         self.reload_seconds = reload_seconds
         self.key = key
+        self.request_build = request_build
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
         self._lock = threading.Lock()
         self._index: TreeIndex | None = None
         self._loaded_at = 0.0
@@ -58,14 +66,32 @@ class TreeIndexStore:
                 return self.rebuild()
             return index
         raw = self.redis.get(self.key)
-        if raw is None:
-            raise TreeIndexMissing(f"the permission index of {self.root} has not been built yet")
         try:
+            if raw is None:
+                raise TreeIndexMissing(f"the permission index of {self.root} has not been built yet")
             index = TreeIndex.from_json(raw)
         except ValueError as exc:  # an older format left by a previous version: build it again
             logger.warning("stored tree index of %s is not usable (%s); it must be rebuilt", self.root, exc)
-            raise TreeIndexMissing(f"the permission index of {self.root} must be rebuilt") from exc
+            index = self._wait_for_build(TreeIndexMissing(f"the permission index of {self.root} must be rebuilt"),
+                                         stale=raw)
+        except TreeIndexMissing as missing:
+            index = self._wait_for_build(missing, stale=None)
         with self._lock:
             self._index, self._loaded_at = index, time.monotonic()
         metrics.permission_index_loaded(index.scanned_at, len(index))
         return index
+
+    def _wait_for_build(self, missing: TreeIndexMissing, stale: bytes | None) -> TreeIndex:
+        """Ask a worker for the index, then wait a few seconds for a usable one to be stored."""
+        if self.request_build is not None:
+            self.request_build()
+        deadline = time.monotonic() + self.wait_seconds
+        while time.monotonic() < deadline:
+            time.sleep(self.poll_seconds)
+            raw = self.redis.get(self.key)
+            if raw is not None and raw != stale:
+                try:
+                    return TreeIndex.from_json(raw)
+                except ValueError:
+                    stale = raw
+        raise missing

@@ -1,0 +1,60 @@
+"""One table: the references (floors, peer), then every scenario with its rate, latency, errors,
+worker memory and its ratios to the floor and (client credentials) the peer measured just before it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import mean
+
+from .load import Result
+
+
+@dataclass
+class Row:
+    scenario: str
+    config: str
+    rate: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    errors: int | None = None
+    rss_mb: float | None = None
+    floor: str | None = None  # "L2" / "L3"
+    floor_rate: float | None = None
+    peer_rate: float | None = None
+
+    @classmethod
+    def from_result(cls, scenario: str, config: str, result: Result, rss_mb: float, **extra) -> "Row":
+        return cls(scenario, config, result.rate, result.p50_ms, result.p99_ms, result.failures, rss_mb, **extra)
+
+    @classmethod
+    def mean(cls, rows: list["Row"], note: str) -> "Row":
+        return cls(rows[0].scenario, f"{rows[0].config}, {note}", mean(r.rate for r in rows),
+                   mean(r.p50_ms for r in rows), mean(r.p99_ms for r in rows), sum(r.errors for r in rows),
+                   max(r.rss_mb for r in rows))
+
+
+HEADER = ("scenario", "config", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB", "floor", "ratio", "vs peer")
+
+
+def _number(value, digits=0) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def _cells(row: Row) -> tuple[str, ...]:
+    ratio = f"{row.rate / row.floor_rate:.2f}" if row.floor_rate else ""
+    versus = f"{row.rate / row.peer_rate:.2f}" if row.peer_rate else ""
+    floor = f"{row.floor} {row.floor_rate:,.0f}/s" if row.floor_rate else ""
+    return (row.scenario, row.config, _number(row.rate), _number(row.p50_ms, 1), _number(row.p99_ms, 1),
+            _number(row.errors), _number(row.rss_mb), floor, ratio, versus)
+
+
+def render(references: list[Row], rows: list[Row], markdown: bool = False) -> str:
+    lines = [_cells(row) for row in [*references, *rows]]
+    if markdown:
+        out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        out += ["| " + " | ".join(cells) + " |" for cells in lines]
+        return "\n".join(out)
+    widths = [max(len(cells[i]) for cells in [HEADER, *lines]) for i in range(len(HEADER))]
+    text = ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width)
+                      for i, (cell, width) in enumerate(zip(cells, widths))) for cells in [HEADER, *lines]]
+    return "\n".join([text[0], "-" * len(text[0]), *text[1:]])
