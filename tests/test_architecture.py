@@ -197,3 +197,12 @@ def test_each_setting_is_declared_once():
     assert all(callable(f.metadata["parse"]) and f.metadata["doc"] for f in fields(Settings))
     source = (PACKAGE / "settings.py").read_text()
     assert all(source.count(f'"{name}"') <= 1 for name in declared)  # no second table by name
+
+
+def test_models_hold_data_not_hashing():
+    """docs/architecture.md: a model holds data; hashing and comparing secrets is the services'
+    (``ClientRegistry.check_secret``), so no model imports a hash or the secret box."""
+    offenders = [f"{path.relative_to(ROOT)} imports {module}"
+                 for path in (PACKAGE / "models").rglob("*.py") for module in _imports(path)
+                 if module.split(".")[0] in ("hmac", "hashlib") or module.startswith("scitoken_issuer.services.secrets")]
+    assert offenders == []
