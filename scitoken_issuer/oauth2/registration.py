@@ -249,7 +249,11 @@ class ConfigurationEndpoint(ClientConfigurationEndpoint):
         if "client_secret" in data and not runtime().clients.check_secret(client, data["client_secret"]):
             raise InvalidRequestError("client_secret, when sent, must be the current one; "
                                       "a client cannot choose its secret (RFC 7592 section 2.2)")
-        return super().create_update_client_response(client, request)
+        # the rest of authlib's RFC 7592 §2.2 response, through its public hooks (its own secret
+        # check would ask the model; the registry checked it above)
+        client_metadata = self.extract_client_metadata(request)
+        client = self.update_client(client, client_metadata, request)
+        return self.create_read_client_response(client, request)
 
     def delete_client(self, client, request):
         runtime().clients.delete(client)
