@@ -11,6 +11,7 @@ from .grants.authorization_code import AuthorizationCodeGrant, StrictCodeChallen
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
+from .grants.token_exchange import TokenExchangeGrant
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
 from .oidc import DeviceIDToken, NoRequestObjects, OpenIDCode
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
@@ -40,6 +41,7 @@ def register_protocol() -> None:
     authorization.register_endpoint(DeviceAuthorizationEndpoint)
     authorization.register_extension(Issuer())
     authorization.register_grant(ClientCredentialsGrant)
+    authorization.register_grant(TokenExchangeGrant)  # RFC 8693 (docs/token-exchange.md)
     authorization.register_endpoint(IntrospectionEndpoint)
     authorization.register_endpoint(RevocationEndpoint)
     authorization.register_endpoint(RegistrationEndpoint)

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 #: Every grant this issuer implements; the running server narrows it to what it registered.
-SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", DEVICE_GRANT, "client_credentials"})
+SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", DEVICE_GRANT, "client_credentials",
+                              TOKEN_EXCHANGE_GRANT})
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 #: Metadata of this issuer beyond RFC 7591 that a client may register.
 EXTENSION_FIELDS = ("token_profile",)
@@ -304,6 +305,20 @@ class ClientRegistry:
         db.session.flush()
         self.version.will_change(db.session)
         audit("register", "updated", client_id=client.client_id, pkce_required=required)
+
+    def set_grant(self, client: Client, grant_type: str, allowed: bool) -> None:
+        """The administrator gives or takes one grant type (``client update --allow-exchange``);
+        validated as the administrator's registration, and the policy becomes theirs. Flushes."""
+        if client.source == "static":
+            raise ClientMetadataError(f"{client.client_id} is defined in STATIC_CLIENTS; change it there")
+        grants = [g for g in client.grant_types if g != grant_type] + ([grant_type] if allowed else [])
+        data = validate_metadata({**client.client_metadata, "grant_types": grants}, admin=True,
+                                 supported_grants=self.supported_grants)
+        client.client_metadata = data
+        client.source = "admin"
+        db.session.flush()
+        self.version.will_change(db.session)
+        audit("register", "updated", client_id=client.client_id, grant_types=data["grant_types"], by="admin")
 
     def delete(self, client: Client) -> None:
         """Delete a client; every token it was given becomes inactive at introspection."""
