@@ -312,6 +312,9 @@ class ClientRegistry:
         if client.source == "static":
             raise ClientMetadataError(f"{client.client_id} is defined in STATIC_CLIENTS; change it there")
         grants = [g for g in client.grant_types if g != grant_type] + ([grant_type] if allowed else [])
+        if not grants:
+            raise ClientMetadataError(f"{grant_type} is the only grant of {client.client_id}; "
+                                      "delete the client instead")
         data = validate_metadata({**client.client_metadata, "grant_types": grants}, admin=True,
                                  supported_grants=self.supported_grants)
         client.client_metadata = data

@@ -84,7 +84,7 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):
             raise InvalidRequestError(f"{name} may be sent only once")
         value = values[0] if values else None
         if required and not value:
-            raise InvalidRequestError(f"{name} is required (RFC 8693 §2.1)")
+            raise InvalidRequestError(f"{name} is required (RFC 8693 section 2.1)")
         return value or None
 
     def _validate(self, client) -> None:
