@@ -15,16 +15,18 @@ from pathlib import Path
 
 import jwt as pyjwt
 import pytest
+import requests
 from joserfc import jwt as jose_jwt
 from sqlalchemy import update
 
 from scitoken_issuer.extensions import db, runtime
 from scitoken_issuer.models import RefreshFamily
 from scitoken_issuer.services.tokens import TokenRequest
-from tests.conftest import basic_auth, make_app
+from tests.conftest import ADMIN_TOKEN, basic_auth, make_app
 from tests.support.processes import wait_until
 from tests.support.user_flows import REDIRECT_URI, code_tokens, sign_in
 from tests.test_policy import ANA, build_tree, write_users
+from tests.test_verifiers import AUDIENCE, _cpp_tool, https_issuer, run_cpp, trust  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds a tree with chown: needs root")
 
@@ -451,3 +453,53 @@ def test_discovery_and_audit(client, manager, user_tokens, caplog):
     assert granted[0]["scope"] == "storage.read:/data/ana/out"
     text = caplog.text
     assert body["access_token"] not in text and user_tokens["access_token"] not in text
+
+
+# -- independent verifiers (docs/tokens.md): scitokens-cpp and the Python Enforcer -----------------
+
+
+def https_manager(issuer, profile: str) -> tuple[str, str]:
+    """An exchange client registered over HTTPS with the administrator's token (RFC 7591)."""
+    response = requests.post(f"{issuer.url}/auth/client/registration", timeout=30, verify=str(issuer.ca),
+                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                             json={"grant_types": [EXCHANGE], "token_profile": profile,
+                                   "scope": "storage.read:/data storage.modify:/data/out"})
+    assert response.status_code == 201, response.text
+    return response.json()["client_id"], response.json()["client_secret"]
+
+
+def https_exchange(issuer, actor, subject: str, **form) -> str:
+    response = requests.post(f"{issuer.url}/auth/token", auth=actor, verify=str(issuer.ca), timeout=30, data={
+        "grant_type": EXCHANGE, "subject_token": subject, "subject_token_type": ACCESS, **form})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def test_exchanged_token_passes_the_python_enforcer(https_issuer, trust):
+    """RFC 8693 §2.2.1 and docs/tokens.md: a SciTokens-profile token exchanged from a broad token
+    (with ``act``) is accepted by ``scitokens.Enforcer`` for exactly the narrowed paths."""
+    import scitokens
+
+    broad = https_issuer.token("wlcg")
+    narrow = https_exchange(https_issuer, https_manager(https_issuer, "scitokens"), broad,
+                            scope="storage.read:/data/run1 storage.modify:/data/out/job7", audience=AUDIENCE)
+    token = scitokens.SciToken.deserialize(narrow, audience=AUDIENCE)
+    assert token["act"]["sub"] and token["scope"] == "read:/data/run1 write:/data/out/job7"
+    enforcer = scitokens.Enforcer(https_issuer.url, audience=AUDIENCE)
+    assert enforcer.test(token, "read", "/data/run1/f"), enforcer.last_failure
+    assert enforcer.test(token, "write", "/data/out/job7/f"), enforcer.last_failure
+    assert not enforcer.test(token, "read", "/data/run2/f")
+    assert not enforcer.test(token, "write", "/data/out/job8/f")
+
+
+@pytest.mark.parametrize("profile", ["wlcg", "scitokens"])
+def test_exchanged_token_passes_scitokens_cpp(https_issuer, trust, tmp_path, profile):
+    """RFC 8693 §2.2.1 and docs/tokens.md: ``scitokens-test-access`` (scitokens-cpp, as XRootD
+    uses it) accepts the exchanged token of either profile for the narrowed path only."""
+    tool = _cpp_tool("scitokens-test-access")
+    narrow = https_exchange(https_issuer, https_manager(https_issuer, profile), https_issuer.token("wlcg"),
+                            scope="storage.read:/data/run1", audience=AUDIENCE)
+    allowed = run_cpp([tool, narrow, https_issuer.url, AUDIENCE, "read", "/data/run1/x"], trust, tmp_path)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    refused = run_cpp([tool, narrow, https_issuer.url, AUDIENCE, "read", "/data/run2/x"], trust, tmp_path)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
