@@ -196,7 +196,8 @@ def test_verbs_compare_by_permission_across_profiles(client, app, user_tokens):
 def test_posix_policy_is_decided_again(client, app, manager, user_tokens):
     """docs/authorization.md: the exchange goes through ``grant_scopes`` like every grant, so a
     scope the filesystem no longer allows the user is refused although the subject token has it."""
-    assert exchange(client, manager, user_tokens["access_token"], scope="storage.create:/data/ana/out").status_code == 200
+    before = exchange(client, manager, user_tokens["access_token"], scope="storage.create:/data/ana/out")
+    assert before.status_code == 200
     (app.posix_root / "data" / "ana" / "out").chmod(0o755)  # the group may no longer write
     wait_until(lambda: exchange(client, manager, user_tokens["access_token"],
                                 scope="storage.create:/data/ana/out").status_code == 400,
