@@ -504,3 +504,22 @@ def test_exchanged_token_passes_scitokens_cpp(https_issuer, trust, tmp_path, pro
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
     refused = run_cpp([tool, narrow, https_issuer.url, AUDIENCE, "read", "/data/run2/x"], trust, tmp_path)
     assert refused.returncode != 0, refused.stdout + refused.stderr
+
+
+@pytest.mark.parametrize("form", [
+    {"subject_token": "é" * 50},
+    {"subject_token": "a.b.c"},
+    {"subject_token": "x" * 20000},
+    {"subject_token_type": "urn:\"bad\\type"},
+    {"scope": "storage.read:/data/ana/out/é"},
+    {"scope": "storage.read:/data/../etc"},
+    {"audience": "https://a.example/\x01"},
+    {"audience": " ".join(f"https://s{i}.example" for i in range(6))},
+    {"resource": "https://s.example/#frag"},
+    {"resource": "é://x"},
+])
+def test_bad_input_is_answered_not_crashed(client, manager, user_tokens, form):
+    """RFC 6749 §5.2: malformed exchange parameters get a 400 JSON error with a description."""
+    response = exchange(client, manager, **{"subject_token": user_tokens["access_token"], **form})
+    error, _ = error_of(response)
+    assert error in ("invalid_request", "invalid_scope", "invalid_target")
