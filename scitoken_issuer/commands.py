@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 
 from .commands_scopes import init_scope_cli
 from .extensions import db, runtime
-from .services.clients import ClientMetadataError
+from .services.clients import TOKEN_EXCHANGE_GRANT, ClientMetadataError
 from .settings import describe
 
 client_cli = AppGroup("client", help="Register, list, show, update and delete OAuth clients.")
@@ -28,7 +28,8 @@ def _client_json(client) -> dict:
 @click.option("--name", "client_name", help="human name shown on consent pages")
 @click.option("--grant", "grant_types", multiple=True,
               help="grant type (repeat): authorization_code, refresh_token, client_credentials, "
-                   "urn:ietf:params:oauth:grant-type:device_code, ...")
+                   "urn:ietf:params:oauth:grant-type:device_code, "
+                   "urn:ietf:params:oauth:grant-type:token-exchange")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="redirect URI (repeat)")
 @click.option("--scope", help="the client's scope policy, space separated")
 @click.option("--public", is_flag=True, help="a public client (no secret; PKCE required)")
@@ -96,7 +97,10 @@ def client_registration_token(client_id):
 @click.argument("client_id")
 @click.option("--pkce-required/--no-pkce-required", default=None,
               help="require PKCE on this client's authorization requests, or exempt it (confidential only)")
-def client_update(client_id, pkce_required):
+@click.option("--allow-exchange/--forbid-exchange", "exchange", default=None,
+              help="allow or forbid RFC 8693 token exchange for this (confidential) client "
+                   "(docs/token-exchange.md)")
+def client_update(client_id, pkce_required, exchange):
     """Change what only an administrator decides about a client."""
     clients = runtime().clients
     client = clients.get(client_id)
@@ -104,10 +108,14 @@ def client_update(client_id, pkce_required):
         raise click.ClickException(f"no client {client_id}")
     if client.source == "static":
         raise click.ClickException(f"{client_id} is defined in STATIC_CLIENTS; change it there")
-    if pkce_required is None:
-        raise click.UsageError("nothing to change: give --pkce-required or --no-pkce-required")
+    if pkce_required is None and exchange is None:
+        raise click.UsageError("nothing to change: give --pkce-required/--no-pkce-required or "
+                               "--allow-exchange/--forbid-exchange")
     try:
-        clients.set_pkce_required(client, pkce_required)
+        if pkce_required is not None:
+            clients.set_pkce_required(client, pkce_required)
+        if exchange is not None:
+            clients.set_grant(client, TOKEN_EXCHANGE_GRANT, exchange)
     except ClientMetadataError as exc:
         raise click.ClickException(exc.description) from None
     db.session.commit()

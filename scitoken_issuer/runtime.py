@@ -16,6 +16,7 @@ from .services.clients import ClientRegistry
 from .services.device import DeviceFlow
 from .services.device_decisions import DeviceDecisions
 from .services.directory import build_group_source
+from .services.exchange import TokenExchange
 from .services.group_cache import GroupCache
 from .services.identities import Identities
 from .services.keys import KeyStore
@@ -59,6 +60,7 @@ class Runtime:
     device_decisions: DeviceDecisions
     maintenance: Maintenance
     readiness: Readiness
+    exchange: TokenExchange
 
     @classmethod
     def build(cls, settings: Settings, secret_key: str, grant_types: tuple[str, ...]) -> "Runtime":
@@ -110,4 +112,5 @@ class Runtime:
                    logins=Logins(idp, groups, identities),
                    device_decisions=DeviceDecisions(device, clients, user_scopes),
                    maintenance=Maintenance(client, keys, tree, refresh, revocations),
-                   readiness=Readiness(keys, client, idp))
+                   readiness=Readiness(keys, client, idp),
+                   exchange=TokenExchange(tokens, revocations, refresh, settings.token_profile))

@@ -114,6 +114,8 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         if token.kind == "access_token":
             body.update({"jti": token.jti, "aud": token.claims.get("aud"), "nbf": token.claims.get("nbf"),
                          "token_type": "Bearer"})
+            if isinstance(token.claims.get("act"), dict):  # RFC 8693 §4.1: who acts (token exchange)
+                body["act"] = token.claims["act"]
         return body
 
 

@@ -19,6 +19,7 @@ from .grants.authorization_code import AuthorizationCodeGrant, StrictCodeChallen
 from .grants.client_credentials import ClientCredentialsGrant
 from .grants.device_code import DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
+from .grants.token_exchange import TokenExchangeGrant
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
 from .oidc import DeviceIDToken, NoRequestObjects, OpenIDCode
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
@@ -43,6 +44,7 @@ GRANTS: tuple[GrantSpec, ...] = (
     GrantSpec(RefreshTokenGrant),
     GrantSpec(DeviceCodeGrant, lambda: [DeviceIDToken()]),
     GrantSpec(ClientCredentialsGrant),
+    GrantSpec(TokenExchangeGrant),  # RFC 8693 (docs/token-exchange.md)
 )
 #: The endpoints besides the token and authorization endpoints.
 ENDPOINTS: tuple[type, ...] = (DeviceAuthorizationEndpoint, IntrospectionEndpoint, RevocationEndpoint,

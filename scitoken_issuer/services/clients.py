@@ -314,6 +314,23 @@ class ClientRegistry:
         self.version.will_change(db.session)
         audit("register", "updated", client_id=client.client_id, pkce_required=required)
 
+    def set_grant(self, client: Client, grant_type: str, allowed: bool) -> None:
+        """The administrator gives or takes one grant type (``client update --allow-exchange``);
+        validated as the administrator's registration, and the policy becomes theirs. Flushes."""
+        if client.source == "static":
+            raise ClientMetadataError(f"{client.client_id} is defined in STATIC_CLIENTS; change it there")
+        grants = [g for g in client.grant_types if g != grant_type] + ([grant_type] if allowed else [])
+        if not grants:
+            raise ClientMetadataError(f"{grant_type} is the only grant of {client.client_id}; "
+                                      "delete the client instead")
+        data = validate_metadata({**client.client_metadata, "grant_types": grants}, admin=True,
+                                 supported_grants=self.supported_grants)
+        client.client_metadata = data
+        client.source = "admin"
+        db.session.flush()
+        self.version.will_change(db.session)
+        audit("register", "updated", client_id=client.client_id, grant_types=data["grant_types"], by="admin")
+
     def delete(self, client: Client) -> None:
         """Delete a client; every token it was given becomes inactive at introspection."""
         db.session.delete(client)

@@ -28,6 +28,18 @@ from ..audience import from_text, requested_audience, within
 from ..server import requested_scopes
 
 
+def end_family(family: RefreshFamily, exc: IdentityCheckFailed) -> None:
+    """The IdP no longer vouches for the family's user: record that and revoke the family in a
+    transaction of its own, which the error answer that follows does not roll back."""
+    rt = runtime()
+    family_id, identity_id = family.id, family.identity_id
+    db.session.rollback()  # release the identity row the re-check locked
+    with separate_transaction() as session:
+        if exc.disabled_at is not None and identity_id is not None:
+            rt.identities.mark_disabled(session, identity_id, exc.disabled_at)
+        rt.refresh.revoke_family(family_id, str(exc), session)
+
+
 @dataclass
 class RefreshCredential:
     token: RefreshToken
@@ -105,12 +117,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         try:
             rt.identities.recheck(family)
         except IdentityCheckFailed as exc:
-            family_id, identity_id = family.id, family.identity_id
-            db.session.rollback()  # release the identity row; the refusal is written on its own
-            with separate_transaction() as session:  # and outlives the error answer
-                if exc.disabled_at is not None and identity_id is not None:
-                    rt.identities.mark_disabled(session, identity_id, exc.disabled_at)
-                rt.refresh.revoke_family(family_id, str(exc), session)
+            end_family(family, exc)
             raise InvalidGrantError(str(exc)) from None
         requested = self.request.payload.scope or family.scope
         decision = rt.user_scopes.grant_scopes(family.subject, parse_scopes(requested), client)
