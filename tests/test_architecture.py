@@ -69,7 +69,8 @@ def _authlib_private_names() -> set[str]:
             if isinstance(node, ast.Attribute):
                 names.add(node.attr)
             elif isinstance(node, ast.ClassDef):
-                names.update(item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)))
+                names.update(item.name for item in node.body
+                             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)))
     return {name for name in names if name.startswith("_") and not name.startswith("__")}
 
 

@@ -108,7 +108,7 @@ def test_unknown_user_cached_as_negative(backend, clock):
 
 
 def test_stale_served_within_bound_then_unavailable(backend, clock):
-    """docs/authorization.md; docs/errors.md: source down → cached answer up to max_staleness, then GroupsUnavailable."""
+    """docs/errors.md: source down → cached answer up to max_staleness, then GroupsUnavailable."""
     source = FakeSource(ALICE)
     cache = make(source, backend, clock, ttl=300, max_staleness=900)
     cache.get("alice")
@@ -190,7 +190,7 @@ def test_prefix_namespaces_keys(redis_url, clock):
 
 
 def test_redis_down_falls_back_to_live_lookup(redis_server, redis_url, clock):
-    """docs/authorization.md; docs/errors.md: Redis down → live answers (correct); Redis and source down → unavailable."""
+    """docs/errors.md: Redis down → live answers (correct); Redis and source down → unavailable."""
     client = redis.Redis.from_url(redis_url, socket_timeout=1, retry=None)
     source = FakeSource(ALICE)
     cache = GroupCache(source, client, clock=clock, front_ttl=0)

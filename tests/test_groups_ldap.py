@@ -1,4 +1,5 @@
-"""docs/authorization.md: groups from LDAP — posixAccount user, posixGroup/groupOfNames/groupOfUniqueNames, primary gid.
+"""docs/authorization.md: groups from LDAP — posixAccount user, posixGroup/groupOfNames/
+groupOfUniqueNames, primary gid.
 
 Against a real slapd loaded from ``tests/data/ldap/base.ldif`` (see tests/support/slapd.py).
 """
@@ -97,7 +98,7 @@ def test_paged_pass_beyond_the_size_limit(slapd_factory):
 
 
 def test_ldap_stopped_mid_test_then_reconnects(slapd, source):
-    """docs/authorization.md; docs/errors.md: LDAP down → GroupsUnavailable (a 503), never an empty grant; back → reconnect."""
+    """docs/errors.md: LDAP down → GroupsUnavailable (a 503), never an empty grant; back → reconnect."""
     assert source.lookup("alice").gids == {10001, 5000, 5001}
     slapd.stop()
     with pytest.raises(GroupsUnavailable):

@@ -106,7 +106,7 @@ def sign_in_as(client, username: str) -> None:
 
 
 def test_ldap_outage_bounded_staleness_then_503(app, slapd):
-    """docs/authorization.md; docs/errors.md: while LDAP is down a cached answer is served up to GROUP_CACHE_MAX_STALENESS,
+    """docs/errors.md: while LDAP is down a cached answer is served up to GROUP_CACHE_MAX_STALENESS,
     then the token and authorization endpoints answer 503 with Retry-After — never a grant —
     and the refresh token presented then still works once LDAP is back."""
     with app.app_context():

@@ -1,4 +1,5 @@
-"""Property tests: no scope string ever yields a granted or checked path outside POSIX_PATH (docs/authorization.md, rule 1).
+"""Property tests: no scope string ever yields a granted or checked path outside POSIX_PATH
+(docs/authorization.md, rule 1).
 
 Hypothesis feeds nasty strings — ``..``, ``.``, ``//``, NUL, unicode, percent-encoding, and names of
 symlinks that escape the root, loop, or point at a sibling whose name starts like the root's.

@@ -1,5 +1,6 @@
-"""docs/flows.md (flows 1 and 3) and docs/authorization.md through HTTP: the authorization code flow (RFC 6749 §4.1, PKCE RFC 7636)
-with the development login against a real directory tree, and the refresh re-check (RFC 6749 §6).
+"""docs/flows.md (flows 1 and 3) and docs/authorization.md through HTTP: the authorization code
+flow (RFC 6749 §4.1, PKCE RFC 7636) with the development login against a real directory tree,
+and the refresh re-check (RFC 6749 §6).
 
 Needs root for chown (CI runs as root).
 """
@@ -115,7 +116,7 @@ def login_and_get_tokens(client, oauth_client, scope: str) -> dict:
 
 
 def test_granted_scope_is_in_the_jwt(client, oauth_client):
-    """docs/flows.md, flow 1; docs/tokens.md; docs/authorization.md: a scope the filesystem allows appears in the token's ``scope`` claim."""
+    """docs/tokens.md: a scope the filesystem allows appears in the token's ``scope`` claim."""
     body = login_and_get_tokens(client, oauth_client, "openid offline_access wlcg.groups "
                                 "storage.read:/data/ana/out storage.create:/data/ana/out")
     claims = verify(client, body["access_token"])
