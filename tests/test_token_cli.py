@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +27,7 @@ from scitoken_issuer.token_cli.errors import (EXIT_DENIED, EXIT_EXPIRED, EXIT_IN
 from scitoken_issuer.token_cli.store import TokenStore, record_key
 
 from .support.processes import free_port
-from .support.researcher import USER_CODE, Researcher
+from .support.researcher import ROOT, USER_CODE, Researcher
 from .test_embedded import Embedded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="builds a tree with chown: needs root")]
@@ -147,11 +148,15 @@ def test_token_file_path_follows_bearer_token_discovery(researcher, tmp_path):
 
 
 def private_tmp(directory: Path, keep: Path) -> tuple[str, ...]:
-    """Run a command with ``directory`` mounted on /tmp, seen by that command only; ``keep`` (the
-    researcher's home, itself under /tmp) stays reachable at its own path."""
-    script = ('mount --make-rprivate / && mkdir -p "$0${1#/tmp}" && mount --bind "$1" "$0${1#/tmp}" && '
-              'mount --rbind "$0" /tmp && shift && exec "$@"')
-    return ("unshare", "-m", "sh", "-c", script, str(directory), str(keep))
+    """Run a command with ``directory`` mounted on /tmp, seen by that command only. ``keep`` (the
+    researcher's home, itself under /tmp), the source tree and Python's prefix stay reachable at
+    their own paths when they lie under /tmp (a checkout in /tmp, a virtual environment there)."""
+    paths = dict.fromkeys(str(p) for p in (keep, ROOT, Path(sys.prefix).resolve())
+                          if str(p).startswith("/tmp/"))
+    script = ('mount --make-rprivate / && d="$0" && '
+              'while [ "$1" != -- ]; do mkdir -p "$d${1#/tmp}" && mount --bind "$1" "$d${1#/tmp}" && shift; done && '
+              'shift && mount --rbind "$d" /tmp && exec "$@"')
+    return ("unshare", "-m", "sh", "-c", script, str(directory), *paths, "--")
 
 
 def test_token_file_in_tmp_is_never_written_through_a_planted_entry(researcher, tmp_path):
