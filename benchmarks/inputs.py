@@ -4,7 +4,7 @@ Runs in the benchmark process against the same database (and Redis) the web serv
 before the server starts: the schema (Alembic), the clients (``ClientRegistry``), refresh tokens
 (``RefreshService``: one family each, as a fresh login gives), pending device codes
 (``DeviceFlow``, announced to Redis as the device endpoint does), authorization codes with PKCE
-(stored as the code grant stores them, scopes decided by ``Runtime.grant_scopes``) and access
+(stored as the code grant stores them, scopes decided by ``UserScopes.grant_scopes``) and access
 tokens for introspection (``TokenService``). Each kind is written to a file, one input per line.
 """
 
@@ -111,7 +111,7 @@ def _device_codes(client, count: int) -> list[str]:
 
 def _authorization_codes(client, count: int) -> list[str]:
     rt = runtime()
-    grant = rt.grant_scopes(USER, USER_SCOPE, client)
+    grant = rt.user_scopes.grant_scopes(USER, USER_SCOPE, client)
     if not hasattr(grant, "groups"):
         raise RuntimeError(f"the benchmark user may not have {USER_SCOPE}: {grant}")
     now = int(time.time())
