@@ -12,20 +12,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import ssl
 import subprocess
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from scitoken_issuer.extensions import db
 
 from .conftest import make_app
+from .support.https import serve_https
 from .support.processes import free_port
 from .test_policy import ALICE, ANA, ATLAS, BOB, build_tree, write_users
 from .test_verifiers import SYSTEM_BUNDLE, _cpp_tool, make_tls, run_cpp
@@ -68,17 +66,10 @@ def site():
     url = f"https://127.0.0.1:{port}"
     app = make_app(base, ISSUER_ADDRESS=url, AUDIENCE=AUDIENCE, POSIX_PATH=str(root),
                    DEV_USERS_FILE=write_users(base / "users.json"))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=context)
-    thread = threading.Thread(target=server.serve_forever, name="https-issuer", daemon=True)
-    thread.start()
     try:
-        yield Site(url, root, bundle)
+        with serve_https(app, port, cert, key, name="https-issuer"):
+            yield Site(url, root, bundle)
     finally:
-        server.shutdown()
-        thread.join(timeout=30)
-        server.server_close()
         with app.app_context():
             db.engine.dispose()
         shutil.rmtree(base, ignore_errors=True)

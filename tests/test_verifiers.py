@@ -8,9 +8,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
-import ssl
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from werkzeug.serving import make_server
 
 from scitoken_issuer.extensions import db, runtime
 
 from .conftest import make_app
+from .support.https import serve_https
 from .support.processes import free_port
 
 AUDIENCE = "https://storage.example.org"
@@ -102,17 +100,10 @@ def https_issuer(request, tmp_path_factory):
                  "scope": CLIENT_SCOPE, "token_profile": profile}, admin=True, source="admin")
             clients[profile] = (registration.client.client_id, registration.client_secret)
         db.session.commit()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=context)
-    thread = threading.Thread(target=server.serve_forever, name="https-issuer", daemon=True)
-    thread.start()
     try:
-        yield HttpsIssuer(url, ca, request.param, clients)
+        with serve_https(app, port, cert, key, name="https-issuer"):
+            yield HttpsIssuer(url, ca, request.param, clients)
     finally:
-        server.shutdown()
-        thread.join(timeout=30)
-        server.server_close()
         with app.app_context():
             db.engine.dispose()
 

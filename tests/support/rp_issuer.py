@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,13 +17,13 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from scitoken_issuer.extensions import db
 
 from ..conftest import make_app
 from ..test_verifiers import SYSTEM_BUNDLE, make_tls
 from .dev_login import DEV_PASSWORDS
+from .https import serve_https
 from .processes import free_port
 
 _FORM = re.compile(r'<form method="post" action="([^"]*)">(.*?)</form>', re.S)
@@ -106,16 +104,9 @@ def rp_issuer(request, tmp_path_factory) -> Iterator[RpIssuer]:
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     app = make_app(root, ISSUER_ADDRESS=url, KEY_TYPE=request.param, DEVICE_POLL_INTERVAL=1)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=context)
-    thread = threading.Thread(target=server.serve_forever, name="rp-issuer", daemon=True)
-    thread.start()
     try:
-        yield RpIssuer(url, ca, bundle, request.param, app)
+        with serve_https(app, port, cert, key, name="rp-issuer"):
+            yield RpIssuer(url, ca, bundle, request.param, app)
     finally:
-        server.shutdown()
-        thread.join(timeout=30)
-        server.server_close()
         with app.app_context():
             db.engine.dispose()
