@@ -67,12 +67,18 @@ def client_list():
         click.echo(f"{client.client_id:44} {client.source:8} {','.join(client.grant_types):60} {client.client_name}")
 
 
-@client_cli.command("show")
-@click.argument("client_id")
-def client_show(client_id):
+def _existing_client(client_id: str):
+    """The client ``client_id``, or the command stops with one line saying there is none."""
     client = runtime().clients.get(client_id)
     if client is None:
         raise click.ClickException(f"no client {client_id}")
+    return client
+
+
+@client_cli.command("show")
+@click.argument("client_id")
+def client_show(client_id):
+    client = _existing_client(client_id)
     click.echo(json.dumps(_client_json(client), indent=2))
 
 
@@ -81,9 +87,7 @@ def client_show(client_id):
 def client_registration_token(client_id):
     """Issue a new RFC 7592 registration access token for a client (the old one stops working)."""
     clients = runtime().clients
-    client = clients.get(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id}")
+    client = _existing_client(client_id)
     try:
         token = clients.new_registration_token(client)
     except ClientMetadataError as exc:
@@ -103,9 +107,7 @@ def client_registration_token(client_id):
 def client_update(client_id, pkce_required, exchange):
     """Change what only an administrator decides about a client."""
     clients = runtime().clients
-    client = clients.get(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id}")
+    client = _existing_client(client_id)
     if client.source == "static":
         raise click.ClickException(f"{client_id} is defined in STATIC_CLIENTS; change it there")
     if pkce_required is None and exchange is None:
@@ -126,9 +128,7 @@ def client_update(client_id, pkce_required, exchange):
 @click.argument("client_id")
 def client_delete(client_id):
     clients = runtime().clients
-    client = clients.get(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id}")
+    client = _existing_client(client_id)
     if client.source == "static":
         raise click.ClickException(f"{client_id} is defined in STATIC_CLIENTS; remove it there")
     clients.delete(client)
