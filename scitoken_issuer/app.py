@@ -36,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_celery(app)
     init_blueprints(app)
     init_metrics(app)
+    init_sessions(app)
     init_rate_limits(app, settings)
     init_web_security(app, settings)
     init_cli(app)
@@ -161,6 +162,12 @@ def init_metrics(app: Flask) -> None:
     from .blueprints.metrics import bp, init_request_metrics
     app.register_blueprint(bp)
     init_request_metrics(app)
+
+
+def init_sessions(app: Flask) -> None:
+    """After every blueprint: the browser session only on browser paths."""
+    from .blueprints.sessions import init_sessions as _init_sessions
+    _init_sessions(app)
 
 
 def init_blueprints(app: Flask) -> None:

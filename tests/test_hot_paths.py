@@ -108,10 +108,16 @@ def test_documents_are_cached_bytes_with_etag(client, steady, path, max_age):
     assert revalidated.status_code == 304 and revalidated.get_data() == b""
 
 
-@pytest.mark.parametrize("path", ["/auth/certs", "/.well-known/openid-configuration"])
-def test_documents_neither_read_nor_write_the_session(client, path, monkeypatch):
-    """The documents are the same for everyone: the session cookie is never verified (no
-    signing serializer is built), none is set, and the answer does not vary by cookie."""
+MACHINE_REQUESTS = [("GET", "/auth/certs", 200), ("GET", "/.well-known/openid-configuration", 200),
+                    ("GET", "/healthz", 200), ("POST", "/auth/token", 401), ("POST", "/auth/introspect", 401),
+                    ("POST", "/auth/revoke", 401), ("POST", "/auth/device/code", 401),
+                    ("GET", "/auth/client/registration/some-client", 401), ("GET", "/auth/userinfo", 401)]
+
+
+@pytest.mark.parametrize("method,path,status", MACHINE_REQUESTS)
+def test_machine_endpoints_neither_read_nor_write_the_session(client, method, path, status, monkeypatch):
+    """docs/architecture.md: machines never use the browser session, so the cookie is never
+    verified (no signing serializer is built), none is set, and the answer does not vary by cookie."""
     from flask.sessions import SecureCookieSessionInterface
 
     def no_session_work(self, app):
@@ -119,10 +125,22 @@ def test_documents_neither_read_nor_write_the_session(client, path, monkeypatch)
 
     client.set_cookie("session", "a-session-cookie")
     monkeypatch.setattr(SecureCookieSessionInterface, "get_signing_serializer", no_session_work)
-    response = client.get(path)
-    assert response.status_code == 200
+    response = client.open(path, method=method, data={"grant_type": "client_credentials"} if method == "POST" else None)
+    assert response.status_code == status
     assert "Set-Cookie" not in response.headers
     assert "Cookie" not in response.headers.get("Vary", "")
+
+
+def test_browser_pages_keep_the_session(client, monkeypatch):
+    """The counterpart: the sign-in page does open the session (its CSRF token lives there)."""
+    from flask.sessions import SecureCookieSessionInterface
+
+    opened = []
+    original = SecureCookieSessionInterface.get_signing_serializer
+    monkeypatch.setattr(SecureCookieSessionInterface, "get_signing_serializer",
+                        lambda self, app: opened.append(1) or original(self, app))
+    assert client.get("/auth/login").status_code == 200
+    assert opened
 
 
 def test_new_key_changes_the_published_document(client, steady):

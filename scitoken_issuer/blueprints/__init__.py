@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from . import (authorize, device, documents, errors, health, introspection, jwks, login, openapi, registration, scopes,
+from . import (authorize, device, errors, health, introspection, jwks, login, openapi, registration, scopes,
                token, userinfo, well_known)
 
 
@@ -18,4 +18,3 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     errors.init_error_handlers(app)
-    documents.init_documents(app)
