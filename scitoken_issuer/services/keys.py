@@ -79,6 +79,8 @@ class KeyStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._cache: tuple[float, list[LoadedKey]] | None = None
+        #: (the key-set copy, valid until (clock), the answer) of :meth:`signing_keys`
+        self._signing: tuple[tuple[float, list[LoadedKey]] | None, float, dict[str, LoadedKey]] | None = None
 
     @property
     def algs(self) -> tuple[str, ...]:
@@ -142,15 +144,32 @@ class KeyStore:
 
     def signing_keys(self) -> dict[str, LoadedKey]:
         """The key that signs now in each chain in use; creates the first keys, or the next ones
-        when rotation is due."""
-        views = {alg: self.view(alg) for alg in self.algs}
+        when rotation is due.
+
+        Every token asks this, so the answer is kept while nothing can change it: the same copy
+        of the key set (reloaded every ``CACHE_SECONDS``) and before the next moment a key
+        activates or a rotation falls due."""
+        remembered, now = self._signing, self.clock()
+        if remembered is not None and self._cache is not None and remembered[0] is self._cache \
+                and now < remembered[1] and time.monotonic() - self._cache[0] < CACHE_SECONDS:
+            return remembered[2]
+        views = {alg: self.view(alg, now) for alg in self.algs}
         if any(v.current is None or self._rotation_due(v) for v in views.values()):
             self.ensure()
             views = {alg: self.view(alg, fresh=True) for alg in self.algs}
         missing = [alg for alg, v in views.items() if v.current is None]
         if missing:  # pragma: no cover - ensure() always leaves a current key
             raise RuntimeError(f"no {missing[0]} signing key could be created")
-        return {alg: v.current for alg, v in views.items()}
+        keys = {alg: v.current for alg, v in views.items()}
+        self._signing = (self._cache, self._next_change(views.values()), keys)
+        return keys
+
+    def _next_change(self, views) -> float:
+        """When the signing keys of ``views`` stop being the answer: a key activates, or rotation is due."""
+        moments = [k.activates_at for v in views for k in v.upcoming]
+        moments += [v.current.activates_at + self.rotation_seconds - self.publish_seconds
+                    for v in views if v.current is not None]
+        return min(moments, default=0.0)
 
     def signing_key(self, alg: str | None = None) -> LoadedKey:
         """The key that signs now in the chain of ``alg`` (default: access tokens)."""
