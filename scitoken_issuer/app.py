@@ -136,7 +136,7 @@ def init_rate_limits(app: Flask, settings: Settings) -> None:
         WRONG_USER_CODE: settings.failed_user_code_limit,
         CLIENT_AUTH_BY_ADDRESS: settings.failed_auth_limit_address,
         CLIENT_AUTH_BY_CLIENT: settings.failed_auth_limit_client,
-    })
+    }, redis_client=app.extensions["scitoken_issuer"].redis)
 
 
 def _limits_storage(redis_url: str | None) -> str:

@@ -261,3 +261,32 @@ def test_failure_counters_are_shared_by_every_web_process(issuer_stack, tmp_path
         assert keys, "the failure counter lives in Redis"
     finally:
         second.stop()
+
+
+def test_a_success_reads_its_flags_in_one_redis_command(tmp_path, redis_url):
+    """docs/security-web.md: a client that authenticates costs the failure limits one read (MGET of
+    its lock flags and known address), never a counter or a window script; a failure does count."""
+    import redis as redis_lib
+
+    app = make_app(tmp_path, REDIS_URL=redis_url)
+    client_id, secret = register(app)
+    client = app.test_client()
+    assert client.post("/auth/token", data=CC, headers=basic_auth(client_id, secret)).status_code == 200  # remembered
+    server = redis_lib.Redis.from_url(redis_url)
+
+    def calls() -> dict[str, int]:
+        return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in server.info("commandstats").items()}
+
+    before = calls()
+    for _ in range(20):
+        assert client.post("/auth/token", data=CC, headers=basic_auth(client_id, secret)).status_code == 200
+    after = calls()
+    grown = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+    grown.pop("info", None)
+    grown.pop("get", None)  # the shared-state version (docs/revocation.md), not the limits
+    assert grown == {"mget": 20}
+    assert client.post("/auth/token", data=CC, headers=basic_auth(client_id, "wrong")).status_code == 401
+    counted = calls()
+    assert sum(counted.values()) - sum(after.values()) > 2  # the flags read, and the failure counted
+    with app.app_context():
+        db.engine.dispose()

@@ -54,10 +54,12 @@ def limited_authentication(authenticate: Callable[[], object], request):
     address = address_key(flask_request.remote_addr)
     claimed = presented_client_id(request)
     client = client_key(claimed) if claimed else None
-    known = client is not None and limits.known_client_address(client, address)
-    wait = limits.retry_after(CLIENT_AUTH_BY_ADDRESS, address)
-    if wait is None and client is not None and not known:
-        wait = limits.retry_after(CLIENT_AUTH_BY_CLIENT, client)
+    keys = {CLIENT_AUTH_BY_ADDRESS: address, **({CLIENT_AUTH_BY_CLIENT: client} if client is not None else {})}
+    standing = limits.standing(keys, known=(client, address) if client is not None else None)
+    known = standing.known
+    wait = standing.waits.get(CLIENT_AUTH_BY_ADDRESS)
+    if wait is None and not known:
+        wait = standing.waits.get(CLIENT_AUTH_BY_CLIENT)
     if wait is not None:
         raise TooManyFailures(wait)
     try:

@@ -12,7 +12,12 @@ import hashlib
 import ipaddress
 import logging
 import math
+import threading
 import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
 
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
@@ -54,55 +59,117 @@ def client_key(client_id: str) -> str:
     return hashlib.sha256(client_id.encode("utf-8", "replace")).hexdigest()[:32]
 
 
-class FailureLimits:
-    """Per-key failure counters with a moving window; answers how long a key must wait."""
+@dataclass(frozen=True)
+class Standing:
+    """What one read of the flags says: seconds to wait per locked rule, and whether the address is
+    known to the presented client."""
 
-    def __init__(self, storage_uri: str, rules: dict[str, str]):
+    waits: dict[str, int]
+    known: bool
+
+
+class FailureLimits:
+    """Per-key failure counters with a moving window; answers how long a key must wait.
+
+    Only failures touch the counters. When a failure fills a window, a *lock flag* is set for
+    the key, expiring when the window has room again; a request that succeeds reads the flags of
+    its keys (and whether its address is known to its client) in one read: one Redis MGET.
+    Counters and flags live in Redis when it is configured (``redis_client``), else in this process.
+    """
+
+    def __init__(self, storage_uri: str, rules: dict[str, str], redis_client: redis.Redis | None = None):
         options = {"socket_timeout": 3, "socket_connect_timeout": 3} if storage_uri.startswith("redis") else {}
         self.storage = storage_from_string(storage_uri, **options)
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.rules = {name: parse_limit(text) for name, text in rules.items()}
+        self.flags: Flags = RedisFlags(redis_client) if redis_client is not None else MemoryFlags()
 
-    def retry_after(self, rule: str, key: str) -> int | None:
-        """Seconds until ``key`` may try again under ``rule``, or None when it is not over the limit.
-
-        Counters that cannot be read (Redis down) do not block: the limits guard against guessing,
-        and a cache outage must not stop token issuance."""
-        item = self.rules.get(rule)
-        if item is None:
-            return None
+    def standing(self, keys: dict[str, str], known: tuple[str, str] | None = None) -> Standing:
+        """For each ``rule: key``, whether it is locked and for how long; whether ``known`` =
+        (client, address) authenticated lately. Flags that cannot be read (Redis down) do not block:
+        the limits guard against guessing, and a cache outage must not stop token issuance."""
+        ruled = [(rule, key) for rule, key in keys.items() if self.rules.get(rule) is not None]
+        names = [self._lock(rule, key) for rule, key in ruled] + ([self._known(*known)] if known else [])
+        if not names:
+            return Standing({}, False)
         try:
-            if self.limiter.test(item, NAMESPACE, rule, key):
-                return None
-            reset = self.limiter.get_window_stats(item, NAMESPACE, rule, key).reset_time
+            values = self.flags.read(names)
         except Exception as exc:  # noqa: BLE001 - any storage error: fail open, say so
             logger.warning("failure counters unavailable (%s); not limiting", type(exc).__name__)
-            return None
-        return max(1, math.ceil(reset - time.time()))
+            return Standing({}, False)
+        now = time.time()
+        waits = {rule: max(1, math.ceil(float(value) - now))
+                 for (rule, _key), value in zip(ruled, values) if value is not None and float(value) > now}
+        return Standing(waits, bool(known and values[-1] is not None))
+
+    def retry_after(self, rule: str, key: str) -> int | None:
+        """Seconds until ``key`` may try again under ``rule``, or None when it is not locked."""
+        return self.standing({rule: key}).waits.get(rule)
 
     def failed(self, rule: str, key: str) -> None:
-        """Count one failure of ``key`` under ``rule``."""
+        """Count one failure of ``key`` under ``rule``; lock the key when its window is full."""
         item = self.rules.get(rule)
         if item is None:
             return
         try:
             self.limiter.hit(item, NAMESPACE, rule, key)
+            if not self.limiter.test(item, NAMESPACE, rule, key):
+                reset = self.limiter.get_window_stats(item, NAMESPACE, rule, key).reset_time
+                self.flags.set(self._lock(rule, key), f"{reset:.3f}", max(1, math.ceil(reset - time.time())))
         except Exception as exc:  # noqa: BLE001
             logger.warning("failure counters unavailable (%s); failure not counted", type(exc).__name__)
 
     def remember_client_address(self, client: str, address: str) -> None:
         """``address`` authenticated as ``client``: a lock on that client does not apply to it."""
         try:
-            self.storage.incr(self._known(client, address), KNOWN_ADDRESS_SECONDS)
+            self.flags.set(self._known(client, address), "1", KNOWN_ADDRESS_SECONDS)
         except Exception as exc:  # noqa: BLE001
             logger.warning("failure counters unavailable (%s)", type(exc).__name__)
 
     def known_client_address(self, client: str, address: str) -> bool:
-        try:
-            return bool(self.storage.get(self._known(client, address)))
-        except Exception:  # noqa: BLE001 - unknown, then: the lock applies
-            return False
+        return self.standing({}, known=(client, address)).known
+
+    @staticmethod
+    def _lock(rule: str, key: str) -> str:
+        return f"{NAMESPACE}/locked/{rule}/{key}"
 
     @staticmethod
     def _known(client: str, address: str) -> str:
         return f"{NAMESPACE}/known-client-address/{client}/{address}"
+
+
+class Flags(Protocol):
+    """Short-lived named values: ``read`` many at once, ``set`` one with a lifetime."""
+
+    def read(self, names: list[str]) -> list[str | None]: ...
+
+    def set(self, name: str, value: str, seconds: int) -> None: ...
+
+
+class RedisFlags:
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    def read(self, names: list[str]) -> list[str | None]:
+        return [None if v is None else v.decode() for v in self.client.mget(names)]
+
+    def set(self, name: str, value: str, seconds: int) -> None:
+        self.client.set(name, value, ex=seconds)
+
+
+class MemoryFlags:
+    def __init__(self):
+        self._values: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, names: list[str]) -> list[str | None]:
+        now = time.monotonic()
+        found = [self._values.get(name) for name in names]
+        return [entry[1] if entry is not None and entry[0] > now else None for entry in found]
+
+    def set(self, name: str, value: str, seconds: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if len(self._values) > 10000:  # forget what expired (attackers choose the keys)
+                self._values = {k: v for k, v in self._values.items() if v[0] > now}
+            self._values[name] = (now + seconds, value)
