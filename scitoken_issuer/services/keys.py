@@ -80,6 +80,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._cache: tuple[float, list[LoadedKey]] | None = None
         #: (the key-set copy, valid until (clock), the answer) of :meth:`signing_keys`
+        self._published: tuple[tuple[float, list[LoadedKey]] | None, float, list[LoadedKey]] | None = None
         self._signing: tuple[tuple[float, list[LoadedKey]] | None, float, dict[str, LoadedKey]] | None = None
 
     @property
@@ -139,8 +140,20 @@ class KeyStore:
         return KeySetView(current, upcoming, retired)
 
     def published(self, now: float | None = None, fresh: bool = False) -> list[LoadedKey]:
-        """Every key a verifier may need: each chain's next, current and still-valid retired keys."""
-        return [k for alg in self.chains(fresh) for k in self.view(alg, now, fresh).published]
+        """Every key a verifier may need: each chain's next, current and still-valid retired keys.
+
+        Introspection asks this for every token: the answer for "now" is kept for a second of the
+        clock, on the same copy of the key set (a key set changes in days, not seconds)."""
+        clock = self.clock()
+        remembered = self._published
+        if now is None and not fresh and remembered is not None and self._cache is not None \
+                and remembered[0] is self._cache and remembered[1] <= clock < remembered[1] + 1 \
+                and time.monotonic() - self._cache[0] < CACHE_SECONDS:
+            return remembered[2]
+        keys = [k for alg in self.chains(fresh) for k in self.view(alg, now, fresh).published]
+        if now is None:
+            self._published = (self._cache, clock, keys)
+        return keys
 
     def signing_keys(self) -> dict[str, LoadedKey]:
         """The key that signs now in each chain in use; creates the first keys, or the next ones

@@ -18,7 +18,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from .audit import audit
-from .keys import KeyStore
+from .keys import KeyStore, LoadedKey
 from .revocations import RevocationList
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class TokenService:
         self.issuer = issuer
         self.site_audience = site_audience
         self.default_lifetime = default_lifetime
+        #: the published keys last verified with, and their joserfc KeySet (built once per key set)
+        self._key_set: tuple[list[LoadedKey] | None, KeySet | None] = (None, None)
 
     def default_audience(self, profile: str) -> str:
         """The site's ``AUDIENCE`` when set, else the profile's "any" audience."""
@@ -111,11 +113,14 @@ class TokenService:
     def verify(self, token: str) -> dict | None:
         """Claims of an access token this issuer signed with a published key and that has not
         expired (revocation is the caller's question: :meth:`RevocationList.is_revoked`)."""
-        keys = [k.private for k in self.keys.published()]
+        keys = self.keys.published()
         if not keys or not isinstance(token, str) or len(token) > 16384:
             return None
+        key_set = self._key_set  # one read: another thread may replace it
+        if key_set[0] is not keys:
+            key_set = self._key_set = (keys, KeySet([k.private for k in keys]))
         try:
-            decoded = jwt.decode(token, KeySet(keys), algorithms=["RS256", "ES256"])
+            decoded = jwt.decode(token, key_set[1], algorithms=["RS256", "ES256"])
         except (JoseError, ValueError, TypeError):
             return None
         claims = decoded.claims
