@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..models import RefreshFamily
 from .posix_rule import is_under
 from .refresh import RefreshService
+from .refresh_records import FamilyRecord
 from .revocations import RevocationList
 from .scope_verbs import Profile
 from .scopes import Scope, ScopeError, parse_scopes
@@ -56,7 +56,7 @@ class SubjectToken:
     groups: list[str] | None  # its wlcg.groups claim; None: not bound (a refresh family's)
     act: dict | None = None
     sid: str | None = None  # an access token's family reference
-    family: RefreshFamily | None = None  # a refresh token's family
+    family: FamilyRecord | None = None  # a refresh token's family
     jti: str | None = None
     extra: dict = field(default_factory=dict)
 

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import RefreshFamily, UpstreamIdentity
+from ..models import UpstreamIdentity
+from .refresh_records import IDP_CHECKED, FamilyRecord
 from .secrets import SecretBox
 from .upstream_idp import UpstreamIdP, UpstreamLogin, UpstreamUnavailable, UpstreamUserDisabled
 
@@ -58,7 +59,7 @@ class Identities:
         if identity is not None:
             identity.disabled_at = when
 
-    def recheck(self, family: RefreshFamily, now: int | None = None) -> None:
+    def recheck(self, family: FamilyRecord, now: int | None = None) -> None:
         """Ask the IdP about the family's user when the last check is older than the interval.
 
         Raises :class:`IdentityCheckFailed` when the user was disabled there, and lets
@@ -84,4 +85,5 @@ class Identities:
             raise
         if rotated:
             identity.refresh_token = self.box.encrypt(rotated.encode())
-        identity.last_checked_at = family.idp_checked_at = now
+        identity.last_checked_at = now
+        db.session.connection().execute(IDP_CHECKED, {"family_id": family.id, "checked_at": now})

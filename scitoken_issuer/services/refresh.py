@@ -4,9 +4,14 @@ hashes, rotated on use, one live branch per family.
 A refresh token has exactly one successor, derived from it with the issuer's key. Every refresh
 of one token — the first, a concurrent one that lost the race, a retry whose answer was lost —
 therefore hands out the same successor, so a family never forks: a storm of refreshes of one
-token leaves one live token, not one per request. Rotation takes the family's row lock first
-(a conditional UPDATE, on PostgreSQL and SQLite alike) and then claims the presented token
-(``rotated_at IS NULL``); whoever loses the claim answers with the successor the winner stored.
+token leaves one live token, not one per request. Rotation claims the presented token with one
+conditional UPDATE (``rotated_at IS NULL`` and the family not revoked), which both PostgreSQL
+(the row lock) and SQLite (the write lock) let only one transaction win; whoever loses the claim
+answers with the successor the winner stored.
+
+The success path is three statements and one commit (docs/tokens.md, "Cost of a refresh"): the
+lookup, the claim and the successor's INSERT, each built once below, so a request only binds
+values to a statement the engine has already compiled.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from sqlalchemy.orm import Session
 from ..extensions import db, separate_transaction
 from ..models import RefreshFamily, RefreshToken
 from .audit import audit
+from .refresh_records import (AFTER_LOST_CLAIM, CLAIM, LOOKUP, STORE_FAMILY, STORE_TOKEN, FamilyRecord,
+                              TokenRecord, records)
 from .revocations import RevocationList
 from .secrets import SecretBox, new_secret
 
@@ -41,16 +48,12 @@ class RefreshService:
         self.lifetime = lifetime
         self.reuse_grace = reuse_grace
 
-    def lookup(self, token_string: str) -> tuple[RefreshToken, RefreshFamily] | None:
+    def lookup(self, token_string: str) -> tuple[TokenRecord, FamilyRecord] | None:
+        """The presented token and its family, as stored (one statement)."""
         if not isinstance(token_string, str) or not token_string or len(token_string) > 512:
             return None
-        row = db.session.execute(
-            select(RefreshToken, RefreshFamily).join(RefreshFamily, RefreshToken.family_id == RefreshFamily.id)
-            .where(RefreshToken.token_hash == self.box.hash(token_string))).first()
-        return (row[0], row[1]) if row else None
-
-    def family(self, family_id: str) -> RefreshFamily | None:
-        return db.session.get(RefreshFamily, family_id)
+        row = db.session.connection().execute(LOOKUP, {"presented_hash": self.box.hash(token_string)}).first()
+        return records(row) if row else None
 
     def revoke_family(self, family_id: str, reason: str, session: Session | None = None) -> None:
         """Revoke a family, every refresh token in it and every access token it gave (in
@@ -82,27 +85,28 @@ class RefreshService:
 
     # -- issuing and rotating -----------------------------------------------------------------
     def new_family(self, client_id: str, subject: str, scope: str, identity_id: int | None,
-                   audience: str | None = None) -> RefreshFamily:
-        """A family for a new authorization; ``audience`` (space separated) is kept by every refresh."""
+                   audience: str | None = None) -> FamilyRecord:
+        """A family for a new authorization (stored); ``audience`` (space separated) is kept by
+        every refresh."""
         now = int(time.time())
-        family = RefreshFamily(id=new_secret(24), client_id=client_id, subject=subject, scope=scope,
-                               identity_id=identity_id, created_at=now, expires_at=now + self.lifetime,
-                               idp_checked_at=now, audience=audience)
-        db.session.add(family)
+        family = FamilyRecord(id=new_secret(24), client_id=client_id, subject=subject, scope=scope,
+                              identity_id=identity_id, created_at=now, expires_at=now + self.lifetime,
+                              idp_checked_at=now, audience=audience)
+        db.session.connection().execute(STORE_FAMILY, vars(family))
         return family
 
-    def issue(self, family: RefreshFamily) -> str:
+    def issue(self, family: FamilyRecord) -> str:
         """The first refresh token of ``family`` (the plaintext is returned once, only the hash kept)."""
         token = new_secret()
-        self._store(token, family.id, family.scope, family.expires_at)
+        db.session.connection().execute(STORE_TOKEN, self._row(token, family))
         return token
 
-    def _store(self, token: str, family_id: str, scope: str, family_expires_at: int) -> None:
+    def _row(self, token: str, family: FamilyRecord) -> dict:
         now = int(time.time())
-        db.session.add(RefreshToken(token_hash=self.box.hash(token), family_id=family_id, scope=scope,
-                                    issued_at=now, expires_at=min(now + self.lifetime, family_expires_at)))
+        return {"token_hash": self.box.hash(token), "family_id": family.id, "scope": family.scope,
+                "issued_at": now, "expires_at": min(now + self.lifetime, family.expires_at), "rotated_at": None}
 
-    def check_presented(self, token: RefreshToken, family: RefreshFamily, now: float | None = None) -> str | None:
+    def check_presented(self, token: TokenRecord, family: FamilyRecord, now: float | None = None) -> str | None:
         """Why a presented refresh token may not be used (None when it may).
 
         A token already rotated is a replay unless it comes back within the grace window (a
@@ -125,33 +129,27 @@ class RefreshService:
         """The one refresh token that replaces ``presented``."""
         return self.box.derive(SUCCESSOR, presented)
 
-    def rotate(self, token: RefreshToken, family: RefreshFamily, presented: str) -> str:
-        """Mark ``token`` used and return its successor (flushed). Raises :class:`RefreshRefused`.
+    def rotate(self, token: TokenRecord, family: FamilyRecord, presented: str) -> str:
+        """Mark ``token`` used and return its successor (stored). Raises :class:`RefreshRefused`.
 
-        Locks the family row, then claims the token. Only the claim's winner stores the
-        successor; a concurrent refresh or a retry within the grace window gets the same one, as
-        long as nobody has used it yet (otherwise the family has moved on without this caller).
+        One conditional UPDATE claims the token; only its winner stores the successor. A
+        concurrent refresh or a retry within the grace window gets the same successor, as long
+        as nobody has used it yet (otherwise the family has moved on without this caller).
         """
-        now = int(time.time())
-        live = db.session.execute(
-            update(RefreshFamily).where(RefreshFamily.id == family.id, RefreshFamily.revoked_at.is_(None))
-            .values(refreshed_at=now).execution_options(synchronize_session=False))
-        if live.rowcount != 1:
-            raise RefreshRefused("the refresh token was revoked")
         successor = self.successor(presented)
-        claimed = db.session.execute(
-            update(RefreshToken).where(RefreshToken.token_hash == token.token_hash, RefreshToken.rotated_at.is_(None))
-            .values(rotated_at=now).execution_options(synchronize_session=False))
+        connection = db.session.connection()
+        claimed = connection.execute(CLAIM, {"presented_hash": token.token_hash, "now": int(time.time())})
         if claimed.rowcount == 1:
-            self._store(successor, family.id, family.scope, family.expires_at)
-            db.session.flush()
+            connection.execute(STORE_TOKEN, self._row(successor, family))
             return successor
-        # Lost the race or a retry: read the winner's committed successor (not the identity map).
-        stored = db.session.execute(
-            select(RefreshToken.rotated_at).where(RefreshToken.token_hash == self.box.hash(successor))).first()
-        if stored is None:
+        # Lost the race, a retry, or revoked meanwhile: read the committed state (not the identity map).
+        state = connection.execute(AFTER_LOST_CLAIM, {"family_id": family.id,
+                                                      "successor_hash": self.box.hash(successor)}).first()
+        if state is None or state.revoked_at is not None:
+            raise RefreshRefused("the refresh token was revoked")
+        if state.token_hash is None:
             raise RefreshRefused("the refresh token was already used")
-        if stored.rotated_at is not None:
+        if state.rotated_at is not None:
             raise RefreshRefused("the refresh token was already used and its successor too")
         return successor
 

@@ -1,9 +1,10 @@
 """RFC 6749 §4.1 authorization code with PKCE (RFC 7636, S256 only, required: RFC 9700 §2.1.1)
 and OpenID Connect.
 
-Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once
-(a conditional update makes a concurrent replay lose). The user's scopes are decided when the
-user approves (``create_authorization_response``), through the one policy interface.
+Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once:
+one conditional UPDATE claims the code and returns it (a concurrent replay matches no row; a
+request that fails afterwards rolls its claim back). The user's scopes are decided when the user
+approves (``create_authorization_response``), through the one policy interface.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from ...extensions import db, runtime
 from ...models import AuthorizationCode
@@ -21,6 +22,16 @@ from ...services.authorization import Grant, UserAuthorization
 from ...services.policy import Refusal
 from ...services.scopes import parse_scopes
 from ..audience import requested_audience
+
+
+_codes = AuthorizationCode.__table__
+
+#: the exchange's claim: marks an unused, unexpired code of this client used and returns it
+#: (built once; docs/tokens.md, "Cost of a refresh")
+CLAIM_CODE = update(_codes).where(
+    _codes.c.code_hash == bindparam("presented_hash"), _codes.c.client_id == bindparam("client"),
+    _codes.c.used_at.is_(None), _codes.c.expires_at > bindparam("now"),
+).values(used_at=bindparam("now")).returning(*_codes.c)
 
 
 class StrictCodeChallenge(CodeChallenge):
@@ -47,9 +58,9 @@ class StrictCodeChallenge(CodeChallenge):
 
 
 class StoredCode:
-    """authlib's AuthorizationCodeMixin over a stored row."""
+    """authlib's AuthorizationCodeMixin over a claimed row (the columns of ``authorization_codes``)."""
 
-    def __init__(self, row: AuthorizationCode):
+    def __init__(self, row):
         self.row = row
         self.code_challenge = row.code_challenge
         self.code_challenge_method = row.code_challenge_method
@@ -113,27 +124,25 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                     **user.claims}))
 
     def query_authorization_code(self, code: str, client) -> StoredCode | None:
+        """Claim the code (used once, also under concurrency); on a miss, say why."""
         if not isinstance(code, str) or len(code) > 256:
             return None
-        row = db.session.get(AuthorizationCode, runtime().secrets.hash(code))
-        if row is None or row.client_id != client.client_id:
+        code_hash, now = runtime().secrets.hash(code), int(time.time())
+        row = db.session.connection().execute(
+            CLAIM_CODE, {"presented_hash": code_hash, "client": client.client_id, "now": now}).first()
+        if row is not None:
+            return StoredCode(row)
+        stored = db.session.get(AuthorizationCode, code_hash)
+        if stored is None or stored.client_id != client.client_id:
             return None
-        if row.used_at is not None:
-            audit("issue", "refused", subject=row.subject, client_id=client.client_id,
+        if stored.used_at is not None:
+            audit("issue", "refused", subject=stored.subject, client_id=client.client_id,
                   reason="authorization code replayed", grant_type="authorization_code")
             raise InvalidGrantError("the authorization code was already used")
-        if row.expires_at <= time.time():
-            raise InvalidGrantError("the authorization code has expired")
-        return StoredCode(row)
+        raise InvalidGrantError("the authorization code has expired")
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
-        """Mark used; a concurrent exchange of the same code matches no row and fails."""
-        result = db.session.execute(
-            update(AuthorizationCode).where(AuthorizationCode.code_hash == authorization_code.row.code_hash,
-                                            AuthorizationCode.used_at.is_(None))
-            .values(used_at=int(time.time())))
-        if result.rowcount != 1:
-            raise InvalidGrantError("the authorization code was already used")
+        """Nothing left to do: :meth:`query_authorization_code` claimed the code."""
 
     def authenticate_user(self, authorization_code: StoredCode) -> UserAuthorization:
         row = authorization_code.row

@@ -17,18 +17,18 @@ from authlib.oauth2.rfc6749 import (InvalidGrantError, InvalidRequestError, Inva
                                     UnauthorizedClientError, grants)
 
 from ...extensions import db, runtime, separate_transaction
-from ...models import RefreshFamily, RefreshToken
 from ...services.audit import audit
 from ...services.authorization import UserAuthorization
 from ...services.identities import IdentityCheckFailed
 from ...services.policy import Refusal, policy_allows
 from ...services.refresh import RefreshRefused
+from ...services.refresh_records import FamilyRecord, TokenRecord
 from ...services.scopes import parse_scopes
 from ..audience import from_text, requested_audience, within
 from ..server import requested_scopes
 
 
-def end_family(family: RefreshFamily, exc: IdentityCheckFailed) -> None:
+def end_family(family: FamilyRecord, exc: IdentityCheckFailed) -> None:
     """The IdP no longer vouches for the family's user: record that and revoke the family in a
     transaction of its own, which the error answer that follows does not roll back."""
     rt = runtime()
@@ -42,8 +42,8 @@ def end_family(family: RefreshFamily, exc: IdentityCheckFailed) -> None:
 
 @dataclass
 class RefreshCredential:
-    token: RefreshToken
-    family: RefreshFamily
+    token: TokenRecord
+    family: FamilyRecord
     presented: str
 
     def check_client(self, client) -> bool:
@@ -68,7 +68,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             self._refused(family, problem)
         return RefreshCredential(token, family, refresh_token)
 
-    def _refused(self, family: RefreshFamily, problem: str) -> NoReturn:
+    def _refused(self, family: FamilyRecord, problem: str) -> NoReturn:
         audit("issue", "refused", subject=family.subject, client_id=family.client_id, reason=problem,
               grant_type="refresh_token")
         raise InvalidGrantError(problem)
@@ -100,7 +100,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             if not policy_allows(allowed, scope):
                 raise InvalidScopeError(f"scope {scope.raw} is wider than the original grant")
 
-    def _audience(self, family: RefreshFamily):
+    def _audience(self, family: FamilyRecord):
         """The family's audience, or a narrower one asked with this refresh."""
         granted = from_text(family.audience)
         asked = requested_audience(self.request.payload.data.get("audience"))
@@ -129,13 +129,15 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                                  family_id=family.id, auth_time=family.created_at, audience=audience)
 
     def issue_token(self, user: UserAuthorization, credential: RefreshCredential) -> dict:
-        """Rotate first (the family's one successor), then mint the access token in the family."""
+        """Mint the access token in the family, then rotate (the family's one successor): signing
+        first keeps the claim's lock (a row on PostgreSQL, the database on SQLite) held only for
+        the claim, the successor's INSERT and the commit."""
+        token = self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=False)
         try:
-            successor = runtime().refresh.rotate(credential.token, credential.family, credential.presented)
+            token["refresh_token"] = runtime().refresh.rotate(credential.token, credential.family,
+                                                              credential.presented)
         except RefreshRefused as exc:
             self._refused(credential.family, str(exc))
-        token = self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=False)
-        token["refresh_token"] = successor
         return token
 
     def revoke_old_credential(self, credential: RefreshCredential) -> None:
