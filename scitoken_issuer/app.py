@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from flask import Flask
 
+from .database import engine_options, init_engine
 from .extensions import csrf, db, migrate
 from .runtime import Runtime
 from .settings import Settings
@@ -48,7 +49,7 @@ def init_config(app: Flask, settings: Settings, overrides: Mapping[str, Any]) ->
     app.config["SECRET_KEY"] = settings.secret_key or _development_secret(app)
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url or \
         f"sqlite:///{os.path.join(app.instance_path, 'scitoken-issuer.db')}"
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -90,21 +91,8 @@ def init_database(app: Flask) -> None:
     os.makedirs(app.instance_path, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        from sqlalchemy import event
-        with app.app_context():
-            event.listen(db.engine, "connect", _sqlite_write_ahead_log)
-
-
-def _sqlite_write_ahead_log(connection, _record) -> None:
-    """SQLite in write-ahead-log mode with ``synchronous=NORMAL`` (docs/configuration.md,
-    "Database"): readers never wait for the writer, and a commit writes the log without an fsync
-    (the log is synced at checkpoints). A crash of the issuer loses nothing; a power loss may lose
-    the last commits. The database must be on a local filesystem."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+    with app.app_context():
+        init_engine(db.engine)
 
 
 def init_runtime(app: Flask, settings: Settings) -> None:

@@ -5,7 +5,6 @@ introspection, RFC 7009 revocation and the first-key race between processes."""
 from __future__ import annotations
 
 import threading
-import uuid
 
 import jwt as pyjwt
 import pytest
@@ -14,22 +13,6 @@ import sqlalchemy as sa
 from scitoken_issuer.extensions import db, runtime
 
 from .conftest import ADMIN_TOKEN, basic_auth, make_app
-
-
-@pytest.fixture
-def pg_url(postgres_url):
-    """A database of its own for each test on the session's PostgreSQL server, dropped afterwards."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    admin = postgres_url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

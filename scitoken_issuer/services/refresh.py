@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from ..extensions import db, separate_transaction
 from ..models import RefreshFamily, RefreshToken
 from .audit import audit
-from .refresh_records import (AFTER_LOST_CLAIM, CLAIM, LOOKUP, STORE_FAMILY, STORE_TOKEN, FamilyRecord,
-                              TokenRecord, records)
+from .refresh_records import (AFTER_LOST_CLAIM, LOOKUP, STORE_FAMILY, STORE_TOKEN, FamilyRecord, TokenRecord,
+                              claim, records)
 from .revocations import RevocationList
 from .secrets import SecretBox, new_secret
 
@@ -138,9 +138,7 @@ class RefreshService:
         """
         successor = self.successor(presented)
         connection = db.session.connection()
-        claimed = connection.execute(CLAIM, {"presented_hash": token.token_hash, "now": int(time.time())})
-        if claimed.rowcount == 1:
-            connection.execute(STORE_TOKEN, self._row(successor, family))
+        if claim(connection, token.token_hash, int(time.time()), self._row(successor, family)):
             return successor
         # Lost the race, a retry, or revoked meanwhile: read the committed state (not the identity map).
         state = connection.execute(AFTER_LOST_CLAIM, {"family_id": family.id,

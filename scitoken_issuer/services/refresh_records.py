@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
 
 from ..models import RefreshFamily, RefreshToken
 
@@ -61,6 +61,14 @@ CLAIM = update(tokens).where(
     exists().where(families.c.id == tokens.c.family_id, families.c.revoked_at.is_(None)),
 ).values(rotated_at=bindparam("now"))
 
+#: PostgreSQL: the claim and, when it won, the successor's INSERT in one statement (one round trip)
+_claimed = CLAIM.returning(tokens.c.family_id).cte("claimed")
+_SUCCESSOR_COLUMNS = ("token_hash", "scope", "issued_at", "expires_at")
+CLAIM_AND_STORE = insert(tokens).from_select(
+    ["family_id", *_SUCCESSOR_COLUMNS],
+    select(_claimed.c.family_id, *(bindparam(f"successor_{name}", type_=tokens.c[name].type)
+                                   for name in _SUCCESSOR_COLUMNS))).returning(tokens.c.token_hash)
+
 #: after a lost claim: whether the family lives, and whether the successor is stored and unused
 AFTER_LOST_CLAIM = select(families.c.revoked_at, tokens.c.token_hash, tokens.c.rotated_at) \
     .select_from(families.outerjoin(tokens, tokens.c.token_hash == bindparam("successor_hash"))) \
@@ -75,6 +83,19 @@ STORE_FAMILY = insert(families)
 #: the upstream IdP vouched for the family's user again
 IDP_CHECKED = update(families).where(families.c.id == bindparam("family_id")) \
     .values(idp_checked_at=bindparam("checked_at"))
+
+
+def claim(connection: Connection, presented_hash: str, now: int, successor: dict) -> bool:
+    """Claim the presented token and, if this transaction won, store ``successor`` (a row of
+    ``refresh_tokens``): one statement on PostgreSQL, two elsewhere. True when it won."""
+    if connection.dialect.name == "postgresql":
+        values = {f"successor_{name}": successor[name] for name in _SUCCESSOR_COLUMNS}
+        return connection.execute(CLAIM_AND_STORE, {"presented_hash": presented_hash, "now": now,
+                                                    **values}).first() is not None
+    if connection.execute(CLAIM, {"presented_hash": presented_hash, "now": now}).rowcount != 1:
+        return False
+    connection.execute(STORE_TOKEN, successor)
+    return True
 
 
 def records(row) -> tuple[TokenRecord, FamilyRecord]:

@@ -6,8 +6,10 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -49,25 +51,40 @@ class PostgresServer:
         data = self.root / "data"
         self._run([str(self.bindir / "initdb"), "-D", str(data), "--auth=trust", "-E", "UTF8",
                    "--no-sync", *(["-U", self.user] if self.user else [])])
-        argv = [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+        self._serve()
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        return self
+
+    @property
+    def admin_url(self) -> str:
+        """The libpq URL of the ``postgres`` maintenance database."""
+        return self.url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+
+    def _serve(self) -> None:
+        argv = [str(self.bindir / "postgres"), "-D", str(self.root / "data"), "-p", str(self.port),
                 "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         self.process = ManagedProcess("postgres", argv, self.root, user=self.user).start()
         self.process.wait_for_port(self.port)
         import psycopg
 
-        admin = self.url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
-
         def accepting() -> bool:  # the port opens before the server accepts connections
             try:
-                psycopg.connect(admin, connect_timeout=2).close()
+                psycopg.connect(self.admin_url, connect_timeout=2).close()
                 return True
             except psycopg.OperationalError:
                 return False
         wait_until(accepting, 60, "postgres to accept connections")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-        return self
+
+    def restart(self) -> None:
+        """Stop the server as an operator's restart does (fast shutdown: every connection is
+        closed) and start it again on the same port and data."""
+        assert self.process is not None
+        self.process.stop(signal.SIGINT)
+        self._serve()
 
     def _run(self, argv: list[str]) -> None:
         kwargs = {"user": self.user} if self.user else {}
@@ -79,6 +96,22 @@ class PostgresServer:
         if self.process is not None:
             self.process.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres_url) -> Iterator[str]:
+    """A database of its own for one test on the session's PostgreSQL server, dropped afterwards."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = postgres_url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,71 @@
+"""How the issuer talks to its database (docs/configuration.md, "Database").
+
+SQLite (the embedded default) runs in write-ahead-log mode with ``synchronous=NORMAL``.
+PostgreSQL connections are checked when taken from the pool without a round trip: a server that
+restarted or dropped the connection has closed its end, so the socket is readable (end of file
+or a final error message) where a live, idle connection has nothing to read. Such a connection
+is discarded and a fresh one taken, so the first request after a restart is served normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
+
+logger = logging.getLogger(__name__)
+
+
+#: a server connection is replaced after this many seconds, so one a firewall dropped without a
+#: word (nothing to read on the socket) is not kept for ever
+POOL_RECYCLE = 1800
+
+
+def engine_options(uri: str) -> dict:
+    """``SQLALCHEMY_ENGINE_OPTIONS`` for the database at ``uri``. No ping on checkout (that is a
+    round trip per request): closed PostgreSQL connections are caught by :func:`_discard_closed`."""
+    return {} if uri.startswith("sqlite") else {"pool_recycle": POOL_RECYCLE}
+
+
+def init_engine(engine: Engine) -> None:
+    """Listeners for the engine's dialect: SQLite's pragmas or PostgreSQL's checkout check."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_write_ahead_log)
+    else:
+        event.listen(engine, "checkout", _discard_closed)
+
+
+def _sqlite_write_ahead_log(connection, _record) -> None:
+    """SQLite in write-ahead-log mode with ``synchronous=NORMAL``: readers never wait for the
+    writer, and a commit appends to the log without an fsync (the log is synced at checkpoints).
+    A crash of the issuer loses nothing; a power loss may lose the last commits. The database
+    must be on a local filesystem."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def server_closed(dbapi_connection) -> bool:
+    """Whether the server has closed this idle connection (or the driver knows it broke)."""
+    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+        return True
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return False
+    try:
+        readable, _, _ = select.select([fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _discard_closed(dbapi_connection, _record, _proxy) -> None:
+    """Pool checkout: a connection the server closed is replaced by a fresh one (SQLAlchemy
+    retries the checkout on :class:`DisconnectionError`)."""
+    if server_closed(dbapi_connection):
+        logger.info("database connection closed by the server; reconnecting")
+        raise DisconnectionError("the server closed the connection")

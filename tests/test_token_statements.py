@@ -1,0 +1,171 @@
+"""What a refresh and a code exchange cost the database (docs/tokens.md, "Cost of a refresh"), on
+SQLite and PostgreSQL: a refresh (RFC 6749 §6) is the lookup, the claim and the successor's
+INSERT (claim and INSERT are one statement on PostgreSQL) and one commit; a code exchange
+(RFC 6749 §4.1.3) is the claim and the new family's two INSERTs and one commit. No second
+transaction, no ping before the work; a PostgreSQL restart costs no failed request."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from sqlalchemy import event
+
+from scitoken_issuer.extensions import db, runtime
+from tests.conftest import make_app
+from tests.support.postgres import PostgresServer, postgres_bin
+from tests.support.user_flows import REDIRECT_URI, approve_code, authorize_query, pkce, refresh, sign_in
+
+SCOPE = "openid offline_access"
+
+
+def engine_of(app):
+    with app.app_context():
+        return db.engine
+
+
+@contextlib.contextmanager
+def database_work(app):
+    """The statements (their first word) and commits of the app's engine inside the block, and the
+    separate sessions opened (``separate_transaction``)."""
+    seen: dict[str, list] = {"statements": [], "commits": []}
+
+    def statement(conn, cursor, text, *args):
+        seen["statements"].append(text.split(None, 1)[0].upper())
+
+    def commit(conn):
+        seen["commits"].append(conn)
+
+    engine = engine_of(app)
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def issuer(request, tmp_path):
+    """An app on SQLite or on a PostgreSQL database of its own, with a public client for user flows."""
+    overrides = {} if request.param == "sqlite" else {"DATABASE_URL": request.getfixturevalue("pg_url")}
+    app = make_app(tmp_path, **overrides)
+    client_id = public_client(app)
+    with app.app_context():
+        runtime().version.max_age = 600  # the client and keys stay fresh: what is left is the grant's work
+    client = app.test_client()
+    sign_in(client)
+    yield request.param, app, client, client_id
+    engine_of(app).dispose()
+
+
+def public_client(app) -> str:
+    """A public client for the code flow with refresh tokens (its id)."""
+    with app.app_context():
+        registered = runtime().clients.register(
+            {"token_endpoint_auth_method": "none", "scope": SCOPE, "redirect_uris": [REDIRECT_URI],
+             "grant_types": ["authorization_code", "refresh_token"]}, admin=True, source="admin")
+        db.session.commit()
+        return registered.client.client_id
+
+
+def exchange(client, client_id: str):
+    """A fresh code for the signed-in user, exchanged (inside the caller's block only the exchange)."""
+    verifier, challenge = pkce()
+    code = approve_code(client, authorize_query(client_id, SCOPE, challenge))["code"]
+    return lambda: client.post("/auth/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier, "client_id": client_id})
+
+
+def test_refresh_is_lookup_claim_successor_and_one_commit(issuer):
+    """RFC 6749 §6 with rotation: the success path of a refresh runs the lookup, one conditional
+    claim and the successor's INSERT (one WITH statement on PostgreSQL), then one commit."""
+    dialect, app, client, client_id = issuer
+    first = exchange(client, client_id)().get_json()
+    warm = refresh(client, client_id, first["refresh_token"])  # keys and client are loaded now
+    assert warm.status_code == 200, warm.get_json()
+    with database_work(app) as seen:
+        answer = refresh(client, client_id, warm.get_json()["refresh_token"])
+    assert answer.status_code == 200, answer.get_json()
+    expected = ["SELECT", "WITH"] if dialect == "postgresql" else ["SELECT", "UPDATE", "INSERT"]
+    assert seen["statements"] == expected
+    assert len(seen["commits"]) == 1
+
+
+def test_retry_within_grace_reads_the_successor_in_the_same_transaction(issuer):
+    """docs/tokens.md "Refresh families": a retry within the grace window loses the claim and gets
+    the stored successor from one more read, in the same transaction."""
+    dialect, app, client, client_id = issuer
+    first = exchange(client, client_id)().get_json()
+    winner = refresh(client, client_id, first["refresh_token"])
+    with database_work(app) as seen:
+        retry = refresh(client, client_id, first["refresh_token"])
+    assert retry.status_code == 200 and retry.get_json()["refresh_token"] == winner.get_json()["refresh_token"]
+    assert seen["statements"] == ["SELECT", "WITH" if dialect == "postgresql" else "UPDATE", "SELECT"]
+    assert len(seen["commits"]) == 1
+
+
+def test_code_exchange_is_claim_family_token_and_one_commit(issuer):
+    """RFC 6749 §4.1.3: the exchange claims the code with one UPDATE ... RETURNING (no read
+    before it), stores the new family and its first refresh token, and commits once."""
+    _dialect, app, client, client_id = issuer
+    exchange(client, client_id)()  # keys and client are loaded now
+    send = exchange(client, client_id)
+    with database_work(app) as seen:
+        answer = send()
+    assert answer.status_code == 200, answer.get_json()
+    assert "id_token" in answer.get_json() and "refresh_token" in answer.get_json()
+    assert seen["statements"] == ["UPDATE", "INSERT", "INSERT"]
+    assert len(seen["commits"]) == 1
+
+
+def test_replayed_code_is_refused_and_nothing_is_committed(issuer):
+    """RFC 6749 §4.1.2: a code is used once; the replay's failed claim commits nothing."""
+    _dialect, app, client, client_id = issuer
+    send = exchange(client, client_id)
+    assert send().status_code == 200
+    with database_work(app) as seen:
+        replay = send()
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
+    assert "already used" in replay.get_json()["error_description"]
+    assert seen["commits"] == []
+
+
+def test_no_ping_before_the_work(issuer):
+    """docs/configuration.md "Database": taking a connection from the pool costs no round trip."""
+    assert engine_of(issuer[1]).pool._pre_ping is False
+
+
+@pytest.fixture
+def restartable_postgres():
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed")
+    server = PostgresServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_first_requests_after_a_postgres_restart_succeed(tmp_path, restartable_postgres):
+    """docs/configuration.md "Database": every pooled connection died with the server; the pool
+    replaces them on checkout, so no request after the restart fails."""
+    app = make_app(tmp_path, DATABASE_URL=restartable_postgres.url)
+    client_id = public_client(app)
+    client = app.test_client()
+    sign_in(client)
+    token = exchange(client, client_id)().get_json()["refresh_token"]
+    engine = engine_of(app)
+    pooled = engine.pool.checkedin()
+    assert pooled >= 1
+    restartable_postgres.restart()
+    try:
+        for _ in range(pooled + 2):  # more requests than pooled connections: each one is replaced
+            answer = refresh(client, client_id, token)
+            assert answer.status_code == 200, answer.get_data(as_text=True)
+            token = answer.get_json()["refresh_token"]
+    finally:
+        engine.dispose()
