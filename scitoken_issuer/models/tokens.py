@@ -32,7 +32,8 @@ class Revocation(db.Model):
 class RefreshFamily(db.Model):
     """A chain of rotated refresh tokens from one user authorization (docs/tokens.md, "Refresh
     families"). ``audience`` is the narrowed ``aud`` (space separated) every refresh keeps; None
-    means the issuer's default. ``refreshed_at`` is updated under the row lock of each rotation."""
+    means the issuer's default. ``refreshed_at`` is no longer written (a rotation is recorded as
+    the token's ``rotated_at``) and stays for rows written before."""
 
     __tablename__ = "refresh_families"
 
