@@ -9,9 +9,9 @@ conditional UPDATE (``rotated_at IS NULL`` and the family not revoked), which bo
 (the row lock) and SQLite (the write lock) let only one transaction win; whoever loses the claim
 answers with the successor the winner stored.
 
-The success path is three statements and one commit (docs/tokens.md, "Cost of a refresh"): the
-lookup, the claim and the successor's INSERT, each built once below, so a request only binds
-values to a statement the engine has already compiled.
+A refresh that succeeds runs the lookup, the claim and the successor's INSERT (one statement on
+PostgreSQL) and commits once (docs/tokens.md, "Cost of a refresh"); the statements are built once
+in :mod:`.refresh_records`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class RefreshRefused(Exception):
 
 
 class RefreshService:
-    """Looks up, rotates and revokes refresh-token families. Adds/flushes; callers commit."""
+    """Looks up, rotates and revokes refresh-token families. Writes in the caller's transaction;
+    callers commit."""
 
     def __init__(self, box: SecretBox, lifetime: int, reuse_grace: int, revocations: RevocationList):
         self.box = box
