@@ -27,6 +27,7 @@ from .services.readiness import Readiness
 from .services.refresh import RefreshService
 from .services.revocations import RevocationList
 from .services.secrets import SecretBox
+from .services.state_push import StatePush
 from .services.state_version import StateVersion
 from .services.tokens import TokenService
 from .services.tree_store import TreeIndexStore
@@ -75,7 +76,8 @@ class Runtime:
         if settings.redis_url:
             client = redis.Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3,
                                           health_check_interval=30)
-        version = StateVersion(client, max_age=settings.shared_state_max_age)
+        push = StatePush(settings.redis_url, client, StateVersion.KEY) if client is not None else None
+        version = StateVersion(client, max_age=settings.shared_state_max_age, push=push)
         revocations = RevocationList(box, version, max_token_lifetime=settings.access_token_lifetime)
         clients = ClientRegistry(box, lambda client_id: issuer_url("oauth.registration.configure", client_id=client_id),
                                  frozenset(grant_types), version, revocations)

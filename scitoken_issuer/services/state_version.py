@@ -7,13 +7,14 @@ each web process keeps, not from the database (docs/revocation.md). A copy is us
   which a change made by another process is seen when Redis is not configured or cannot be
   reached; and
 - with Redis, the version it was loaded under is still current. Every commit that changes clients
-  or revocations writes a new random version to Redis right after the commit (a SQLAlchemy
-  ``after_commit`` hook), and each use of a copy compares it, so every worker sees the change
-  before the request that made it has answered.
+  or revocations sets and publishes a new random version right after the commit (a SQLAlchemy
+  ``after_commit`` hook) and waits until every subscribed process has applied it
+  (:mod:`~scitoken_issuer.services.state_push`), so every worker sees the change before the
+  request that made it has answered. A process reads the version from memory while its
+  subscription is healthy, and from Redis (one GET, once per web request: ``begin_request`` /
+  ``end_request``) while it is not.
 
 A change also invalidates the copies of the process that made it at commit, with or without Redis.
-Within one web request the Redis version is read once (``begin_request`` / ``end_request``), so
-the client and the revocation list checked by one introspection cost one round trip.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from .state_push import StatePush
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,9 @@ class StateVersion:
 
     KEY = "scitoken-issuer:state-version"
 
-    def __init__(self, redis_client: redis.Redis | None, max_age: float = MAX_AGE):
+    def __init__(self, redis_client: redis.Redis | None, max_age: float = MAX_AGE, push: StatePush | None = None):
         self.redis = redis_client
+        self.push = push
         self.max_age = max_age
         self._local = 0
         self._lock = threading.Lock()
@@ -63,7 +67,12 @@ class StateVersion:
         self._request.active, self._request.stamp = False, None
 
     def stamp(self) -> Stamp:
-        """Now: one Redis GET when Redis is configured (once per web request)."""
+        """Now: from memory while the push subscription is healthy, else one Redis GET when Redis
+        is configured (once per web request)."""
+        if self.push is not None:
+            shared = self.push.current()
+            if shared is not None:
+                return Stamp(shared, self._local, time.monotonic())
         if getattr(self._request, "active", False):
             if self._request.stamp is None or self._request.stamp.local != self._local:
                 self._request.stamp = self._read()
@@ -95,7 +104,10 @@ class StateVersion:
             self._local += 1
         if self.redis is not None:
             try:
-                self.redis.set(self.KEY, uuid.uuid4().hex)
+                if self.push is not None:
+                    self.push.announce()
+                else:
+                    self.redis.set(self.KEY, uuid.uuid4().hex)
             except redis.RedisError as exc:  # other processes notice within max_age
                 logger.warning("state change not announced through Redis: %s", type(exc).__name__)
 
