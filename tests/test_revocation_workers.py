@@ -27,12 +27,12 @@ ASKS = 48  # introspections per token: each a new connection, so both workers an
 class Workers:
     """gunicorn -w 2 serving the issuer; its access log names the worker (pid) of each answer."""
 
-    def __init__(self, tmp_path: Path, redis_url: str):
+    def __init__(self, tmp_path: Path, redis_url: str, max_age: int = 3600):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.access_log = tmp_path / "access.log"
         self.settings = {"ISSUER_ADDRESS": self.url, "SECRET_KEY": TEST_SECRET, "REDIS_URL": redis_url,
-                         "INSTANCE_PATH": str(tmp_path / "instance"), "SHARED_STATE_MAX_AGE": "3600"}
+                         "INSTANCE_PATH": str(tmp_path / "instance"), "SHARED_STATE_MAX_AGE": str(max_age)}
         argv = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", "2", "--threads", "4",
                 "--no-control-socket", "--access-logfile", str(self.access_log),
                 "--access-logformat", "%(p)s %(m)s %(U)s %(s)s", "scitoken_issuer.wsgi:app"]
