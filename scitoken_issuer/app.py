@@ -98,7 +98,7 @@ def init_database(app: Flask) -> None:
 def init_runtime(app: Flask, settings: Settings) -> None:
     from .oauth2.protocol import GRANT_TYPES
     rt = app.extensions["scitoken_issuer"] = Runtime.build(settings, app.config["SECRET_KEY"], GRANT_TYPES)
-    app.before_request(rt.version.begin_request)  # one look at the shared state version per request
+    app.before_request(rt.version.begin_request)  # unsubscribed: one GET of the state version per request
     app.teardown_request(rt.version.end_request)
 
 

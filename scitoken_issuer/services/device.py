@@ -2,7 +2,8 @@
 
 A device authorization is a row (device code stored as a keyed hash). While it is pending, the
 polling token endpoint reads its state from a small Redis hash and never touches the database
-(one round trip: a script reads the hash and keeps the poll pace, RFC 8628 §3.5). The row and
+(one round trip: a script reads the hash and keeps the poll pace, RFC 8628 §3.5; the client
+comes from the process's copy, docs/revocation.md). The row and
 the user's decision are announced in Redis only after their transaction commits (an after-commit
 hook), so the decision is durable before the Redis hash says decided, and the next poll reads
 the outcome from the database and consumes it once.
