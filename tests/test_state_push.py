@@ -14,11 +14,12 @@ import redis
 
 from scitoken_issuer.extensions import db, runtime
 from scitoken_issuer.services import state_push
+from scitoken_issuer.services.failure_limits import NAMESPACE as FAILURE_COUNTERS
 from scitoken_issuer.services.state_version import StateVersion
 
 from .conftest import basic_auth, make_app
 from .support.processes import wait_until
-from .support.redis_server import RedisServer
+from .support.redis_server import RedisServer, monitored
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -31,22 +32,12 @@ def own_redis():
     server.destroy()
 
 
-@contextlib.contextmanager
-def redis_commands(app):
-    """How many times the app's Redis client took a connection (every command and pipeline does)."""
-    pool = app.extensions["scitoken_issuer"].redis.connection_pool
-    taken = []
-    original = pool.get_connection
-
-    def counting(*args, **kwargs):
-        taken.append(args)
-        return original(*args, **kwargs)
-
-    pool.get_connection = counting
-    try:
-        yield taken
-    finally:
-        del pool.get_connection
+def beside_failure_counters(seen: list[str]) -> list[str]:
+    """The commands that are not the failure counters' one read per client authentication (an
+    MGET of lock flags and the known address, docs/security-web.md)."""
+    return [command for command in seen
+            if not (command.startswith("MGET ") and all(name.startswith(f"{FAILURE_COUNTERS}/")
+                                                         for name in command.split()[1:]))]
 
 
 def subscribed(app) -> None:
@@ -96,22 +87,24 @@ def revoke(app, access_token) -> None:
 
 def test_hot_paths_send_redis_nothing_while_subscribed(tmp_path, own_redis):
     """RFC 6749 §4.4 and RFC 7662 §2: with the subscription healthy, client credentials and
-    introspection read the shared-state version from memory: no Redis command at all."""
+    introspection read the shared-state version from memory: no Redis command but the failure
+    counters' one read."""
     app = make_app(tmp_path, REDIS_URL=own_redis.url)
     client_id, secret = register(app)
     access_token = token(app, client_id, secret)
     subscribed(app)
     assert active(app, client_id, secret, access_token)  # copies loaded under the pushed version
-    with redis_commands(app) as taken:
+    with monitored(own_redis.url) as seen:
         for _ in range(5):
             token(app, client_id, secret)
             assert active(app, client_id, secret, access_token)
-    assert taken == []
+    assert len(seen) == 10 and beside_failure_counters(seen) == []
 
 
 def test_pending_device_poll_is_one_redis_round_trip(tmp_path, own_redis):
-    """RFC 8628 §3.5: a pending poll, paced or too fast, is one Redis command (the poll script:
-    state, pace and slow_down together); the client comes from memory."""
+    """RFC 8628 §3.5: a pending poll, paced or too fast, is one Redis command beside the failure
+    counters' read (the poll script: state, pace and slow_down together); the client comes
+    from memory."""
     app = make_app(tmp_path, REDIS_URL=own_redis.url, DEVICE_POLL_INTERVAL=5)
     client_id, secret = register(app, grant_types=[DEVICE_GRANT], scope="openid",
                                  token_endpoint_auth_method="client_secret_basic")
@@ -122,13 +115,13 @@ def test_pending_device_poll_is_one_redis_round_trip(tmp_path, own_redis):
     assert web.post("/auth/token", data={**poll, "device_code": codes[0]}, headers=auth).status_code == 400
     subscribed(app)
     web.post("/auth/token", data={**poll, "device_code": "warm-up"}, headers=auth)  # client copy under the version
-    with redis_commands(app) as taken:
+    with monitored(own_redis.url) as seen:
         pending = web.post("/auth/token", data={**poll, "device_code": codes[1]}, headers=auth)
-    with redis_commands(app) as taken_fast:
         fast = web.post("/auth/token", data={**poll, "device_code": codes[0]}, headers=auth)
     assert pending.get_json()["error"] == "authorization_pending"
     assert fast.get_json()["error"] == "slow_down"
-    assert len(taken) == 1 and len(taken_fast) == 1
+    polls = beside_failure_counters(seen)
+    assert len(polls) == 2 and all(command.startswith("EVALSHA ") for command in polls), polls
 
 
 def test_every_subscriber_has_applied_a_change_when_the_commit_returns(tmp_path, own_redis):
@@ -144,9 +137,9 @@ def test_every_subscriber_has_applied_a_change_when_the_commit_returns(tmp_path,
         revoke(first, access_token)
         with second.app_context():
             assert runtime().version.push.current() == own_redis_version(own_redis)
-        with redis_commands(second) as taken:
+        with monitored(own_redis.url) as seen:
             assert not active(second, client_id, secret, access_token)
-        assert taken == []
+        assert beside_failure_counters(seen) == []
 
 
 @contextlib.contextmanager
@@ -211,18 +204,18 @@ def test_broken_subscription_falls_back_then_recovers(tmp_path, own_redis, monke
         with second.app_context():
             assert runtime().version.push.current() is None  # the close is unread on the socket
         revoke(first, access_token)  # reaches no subscriber
-        with redis_commands(second) as taken:
+        with monitored(own_redis.url) as seen:
             assert not active(second, client_id, secret, access_token)
-        assert taken, "the version was read from Redis"
+        assert beside_failure_counters(seen) == [f"GET {StateVersion.KEY}"]
         wait_until(lambda: admin.pubsub_numsub(state_push.CHANNEL)[0][1] == 2, 10, "both resubscribed")
     finally:
         admin.close()
     subscribed(second)
     other = token(first, client_id, secret)
     assert active(second, client_id, secret, other)
-    with redis_commands(second) as taken:
+    with monitored(own_redis.url) as seen:
         assert active(second, client_id, secret, other)
-    assert taken == []
+    assert beside_failure_counters(seen) == []
 
 
 def test_change_with_redis_stopped_neither_hangs_nor_fails(tmp_path, own_redis):

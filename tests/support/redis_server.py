@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -40,6 +42,30 @@ class RedisServer:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+#: What every connection says on its own: greetings and pings (the state subscriptions' heartbeat).
+CONNECTION_UPKEEP = ("PING", "HELLO", "CLIENT SETINFO", "SELECT")
+
+
+@contextlib.contextmanager
+def monitored(url: str) -> Iterator[list[str]]:
+    """Every command clients send Redis inside the block (Redis MONITOR), but the connection
+    upkeep and the commands a script runs inside (its EVALSHA is there)."""
+    seen: list[str] = []
+    marker = f"end-of-block-{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(url)
+    try:
+        with client.monitor() as monitor:
+            yield seen
+            client.echo(marker)
+            for line in monitor.listen():
+                if marker in line["command"]:
+                    break
+                if line["client_type"] != "lua" and not line["command"].startswith(CONNECTION_UPKEEP):
+                    seen.append(line["command"])
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
