@@ -81,23 +81,25 @@ class _Follower:
     def __init__(self, url: str, key: str, subscription: Subscription):
         self.key = key
         self.ref = weakref.ref(subscription)
+        # no retry: redis-py would reconnect and resubscribe on its own, without reading the key
+        # (and the server would count a subscriber that is about to be closed)
         self.client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3,
-                                           retry=Retry(NoBackoff(), 0))
+                                           retry=Retry(NoBackoff(), 0, supported_errors=()))
         self.ack_name = f"{socket.gethostname()}:{os.getpid()}".encode()
         self._was_healthy = False
 
     def run(self) -> None:
-        delay, broken = RETRY_FIRST, False
+        delay, first = RETRY_FIRST, True
         try:
             while self.ref() is not None:
                 try:
                     self._session()
                     return  # the Subscription is gone
                 except (redis.RedisError, OSError) as exc:
-                    if not broken:
+                    if first or self._was_healthy:  # once per outage
                         logger.warning("state subscription unavailable (%s): reading the version per request",
                                        type(exc).__name__)
-                    broken = True
+                first = False
                 if self._was_healthy:
                     delay = RETRY_FIRST
                 time.sleep(delay)
@@ -157,9 +159,10 @@ class _Follower:
             return False
         subscription.version = version
         del subscription
+        key = ACK_PREFIX.encode() + version
         pipe = self.client.pipeline(transaction=False)
-        pipe.rpush(ACK_PREFIX + version.decode(), self.ack_name)
-        pipe.expire(ACK_PREFIX + version.decode(), ACK_TTL)
+        pipe.rpush(key, self.ack_name)
+        pipe.expire(key, ACK_TTL)
         pipe.execute()
         return True
 
