@@ -248,3 +248,21 @@ def test_subscription_is_started_again_after_a_fork(tmp_path, own_redis):
         inherited.pid = -1  # as seen from a forked child
         assert push.subscription() is not inherited
         wait_until(lambda: push.current() is not None, 10, "the child's subscription")
+
+
+def test_cli_revocation_publishes_without_subscribing(tmp_path, own_redis):
+    """docs/revocation.md: ``tokens revoke`` (a short-lived process reading no copy) publishes
+    its change, which the subscribed process has applied when the command returns, and never
+    subscribes itself."""
+    served, operator = two_apps(tmp_path, own_redis.url)
+    client_id, secret = register(served)
+    access_token = token(served, client_id, secret)
+    subscribed(served)
+    assert active(served, client_id, secret, access_token)
+    done = operator.test_cli_runner().invoke(args=["tokens", "revoke", "--client", client_id])
+    assert done.exit_code == 0, done.output
+    with operator.app_context():
+        assert runtime().version.push._subscription is None
+    with monitored(own_redis.url) as seen:
+        assert not active(served, client_id, secret, access_token)
+    assert beside_failure_counters(seen) == []
