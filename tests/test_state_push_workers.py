@@ -7,6 +7,7 @@ answer, and the subscriptions come back."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -87,7 +88,7 @@ def answers(workers: Workers, mark: int) -> list[tuple[str, str, str]]:
 def test_hot_paths_send_redis_nothing_for_shared_state(workers, own_redis):
     """RFC 6749 §4.4 and RFC 7662 §2: with both workers subscribed, client-credentials tokens and
     introspections (each on a new connection, answered by both workers) send Redis no command
-    about shared state (Redis MONITOR): each sends the failure counters' one read only
+    about shared state (Redis MONITOR): only the failure counters' read, at most once a second
     (docs/security-web.md)."""
     service = register(workers.app, grant_types=["client_credentials"], scope="compute.read")
     token = token_request(workers.url, service, grant_type="client_credentials")["access_token"]
@@ -98,10 +99,12 @@ def test_hot_paths_send_redis_nothing_for_shared_state(workers, own_redis):
         token_request(workers.url, service, grant_type="client_credentials")
         return requests.post(f"{workers.url}/auth/introspect", data={"token": token}, auth=service,
                              timeout=30).json()["active"]
+    started = time.monotonic()
     with monitored(own_redis.url) as seen, ThreadPoolExecutor(CONCURRENT) as pool:
         assert set(pool.map(both, range(48))) == {True}
     assert len(workers.answered_since(mark)) == 2
-    assert len(seen) == 2 * 48 and beside_failure_counters(seen) == []
+    # the failure counters' read: at most once a second per worker (docs/security-web.md)
+    assert beside_failure_counters(seen) == [] and len(seen) <= 2 * (1 + int(time.monotonic() - started))
 
 
 def test_revocation_answered_by_one_worker_is_inactive_on_the_other_at_once(workers, own_redis):

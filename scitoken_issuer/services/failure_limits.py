@@ -31,6 +31,10 @@ CLIENT_AUTH_BY_ADDRESS = "client-auth-by-address"  # per client address
 CLIENT_AUTH_BY_CLIENT = "client-auth-by-client"    # per client id, from any address
 #: How long an address that authenticated as a client stays exempt from locks on that client.
 KNOWN_ADDRESS_SECONDS = 86400
+#: How long a process trusts what it read from the Redis flags (seconds).
+TRUST_SECONDS = 1.0
+#: Flags remembered per process before the expired ones are dropped.
+MAX_REMEMBERED = 10000
 NAMESPACE = "scitoken-issuer"
 
 
@@ -73,7 +77,8 @@ class FailureLimits:
 
     Only failures touch the counters. When a failure fills a window, a *lock flag* is set for
     the key, expiring when the window has room again; a request that succeeds reads the flags of
-    its keys (and whether its address is known to its client) in one read: one Redis MGET.
+    its keys (and whether its address is known to its client) in one read: one Redis MGET, whose
+    answer the process trusts for a second (:class:`RedisFlags`).
     Counters and flags live in Redis when it is configured (``redis_client``), else in this process.
     """
 
@@ -147,14 +152,42 @@ class Flags(Protocol):
 
 
 class RedisFlags:
+    """Flags in Redis, each answer trusted by this process for :data:`TRUST_SECONDS`.
+
+    A service asking for tokens from one address costs one MGET per second per process, not one
+    per request. A lock set by another process reaches this process's *successful* requests
+    within that second; its failures are counted in Redis at once (``failed``), and the failure
+    that fills a window sets the flag here too, so guessing gains nothing from the delay."""
+
     def __init__(self, client: redis.Redis):
         self.client = client
+        self._seen: dict[str, tuple[float, str | None]] = {}  # name -> (trusted until (monotonic), value)
 
     def read(self, names: list[str]) -> list[str | None]:
-        return [None if v is None else v.decode() for v in self.client.mget(names)]
+        now = time.monotonic()
+        values: list[str | None] = []
+        unknown: list[int] = []
+        for name in names:
+            entry = self._seen.get(name)
+            if entry is not None and entry[0] > now:
+                values.append(entry[1])
+            else:
+                unknown.append(len(values))
+                values.append(None)
+        if unknown:
+            for index, raw in zip(unknown, self.client.mget([names[i] for i in unknown])):
+                values[index] = None if raw is None else raw.decode()
+                self._remember(names[index], values[index], now)
+        return values
 
     def set(self, name: str, value: str, seconds: int) -> None:
         self.client.set(name, value, ex=seconds)
+        self._remember(name, value, time.monotonic())
+
+    def _remember(self, name: str, value: str | None, now: float) -> None:
+        if len(self._seen) > MAX_REMEMBERED:  # forget what expired (attackers choose the keys)
+            self._seen = {k: v for k, v in self._seen.items() if v[0] > now}
+        self._seen[name] = (now + TRUST_SECONDS, value)
 
 
 class MemoryFlags:
@@ -170,6 +203,6 @@ class MemoryFlags:
     def set(self, name: str, value: str, seconds: int) -> None:
         with self._lock:
             now = time.monotonic()
-            if len(self._values) > 10000:  # forget what expired (attackers choose the keys)
+            if len(self._values) > MAX_REMEMBERED:  # forget what expired (attackers choose the keys)
                 self._values = {k: v for k, v in self._values.items() if v[0] > now}
             self._values[name] = (now + seconds, value)
