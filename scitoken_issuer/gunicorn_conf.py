@@ -4,6 +4,7 @@
   (:mod:`scitoken_issuer.log_redaction`); every other log line goes to stderr, masked alike.
 - gunicorn trusts no forwarding header from anyone: which proxies may set ``X-Forwarded-*`` is
   the app's ``TRUSTED_PROXIES`` setting, applied by werkzeug's ProxyFix (docs/security-web.md).
+- Each worker takes as many connections as it has threads and closes each after its answer.
 - The workers add up their metrics in one directory (docs/metrics.md, "Processes"):
   ``PROMETHEUS_MULTIPROC_DIR``, emptied when the master starts, or a private one made then.
 """
@@ -47,6 +48,19 @@ class RedactingLogger(Logger):
 
 logger_class = RedactingLogger
 
+#: Connections are closed after each answer, and a worker accepts only as many connections as it
+#: has threads (:func:`one_connection_per_thread`), so a waiting connection stays in the kernel's queue until some
+#: worker has a free thread: the load spreads evenly over the workers. With keep-alive, each
+#: worker kept whatever connections it accepted first, and the busiest one made the slowest
+#: answers (docs/architecture.md, "Web processes"). A reverse proxy in front keeps its own
+#: keep-alive connections to clients.
+keepalive = 0
+
+
+def one_connection_per_thread(cfg) -> None:
+    """A worker accepts a connection only when it has a thread free for it (see ``keepalive``)."""
+    cfg.set("worker_connections", cfg.threads)
+
 
 _remove_metrics_dir = remove_private_dir(None)
 
@@ -55,6 +69,7 @@ def on_starting(server) -> None:
     """Before any worker imports the app (and prometheus-client): their shared metrics directory.
     With ``--preload`` the app loads earlier, so PROMETHEUS_MULTIPROC_DIR must then be set."""
     global _remove_metrics_dir
+    one_connection_per_thread(server.cfg)
     if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         server.log.warning("prometheus-client was loaded before gunicorn started (--preload?) and "
                            "PROMETHEUS_MULTIPROC_DIR is unset: each worker's /metrics shows only its own values")
