@@ -57,10 +57,11 @@ def server_closed(dbapi_connection) -> bool:
     if fileno is None:
         return False
     try:
-        readable, _, _ = select.select([fileno()], [], [], 0)
+        watch = select.poll()  # poll, not select: no limit on the descriptor's number
+        watch.register(fileno(), select.POLLIN)
+        return bool(watch.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _discard_closed(dbapi_connection, _record, _proxy) -> None:
