@@ -15,6 +15,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import redis
@@ -45,6 +46,7 @@ def parse_limit(text: str) -> RateLimitItem | None:
     return parse(text)
 
 
+@lru_cache(maxsize=4096)
 def address_key(address: str | None) -> str:
     """The counting key of a client address: IPv4 as is, IPv6 by its /64 (one host's usual share)."""
     try:
@@ -58,6 +60,7 @@ def address_key(address: str | None) -> str:
     return str(ip)
 
 
+@lru_cache(maxsize=4096)
 def client_key(client_id: str) -> str:
     """A short fixed-size key for any presented client id (attackers choose its length)."""
     return hashlib.sha256(client_id.encode("utf-8", "replace")).hexdigest()[:32]
