@@ -169,3 +169,26 @@ def test_first_requests_after_a_postgres_restart_succeed(tmp_path, restartable_p
             token = answer.get_json()["refresh_token"]
     finally:
         engine.dispose()
+
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def test_pending_device_poll_without_redis_is_one_read_and_one_pace_update(issuer):
+    """RFC 8628 §3.5 without Redis (docs/architecture.md, "What a token request costs"): a pending
+    poll reads its row, then records its pace in one UPDATE committed on its own; the poll that
+    comes too soon is ``slow_down`` from that same UPDATE."""
+    _dialect, app, client, _client_id = issuer
+    with app.app_context():
+        device_client = runtime().clients.register(
+            {"token_endpoint_auth_method": "none", "scope": "openid", "grant_types": [DEVICE_GRANT]},
+            admin=True, source="admin").client.client_id
+        db.session.commit()
+    code = client.post("/auth/device/code", data={"client_id": device_client, "scope": "openid"}).get_json()
+    poll = {"grant_type": DEVICE_GRANT, "device_code": code["device_code"], "client_id": device_client}
+    with database_work(app) as seen:
+        first = client.post("/auth/token", data=poll)
+    assert first.status_code == 400 and first.get_json()["error"] == "authorization_pending"
+    assert seen["statements"] == ["SELECT", "UPDATE"] and len(seen["commits"]) == 1
+    too_soon = client.post("/auth/token", data=poll)
+    assert too_soon.status_code == 400 and too_soon.get_json()["error"] == "slow_down"

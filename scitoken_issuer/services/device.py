@@ -7,8 +7,9 @@ comes from the process's copy, docs/revocation.md). The row and
 the user's decision are announced in Redis only after their transaction commits (an after-commit
 hook), so the decision is durable before the Redis hash says decided, and the next poll reads
 the outcome from the database and consumes it once.
-Without Redis every poll reads the database. Either way nothing lives only in a web process, so
-a restart of the web processes loses nothing.
+Without Redis every poll reads its row and records its pace in one UPDATE (two prebuilt
+statements). Either way nothing lives only in a web process, so a restart of the web processes
+loses nothing.
 """
 
 from __future__ import annotations
@@ -19,13 +20,25 @@ import time
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, case, select, update
 
 from ..extensions import after_commit, db, separate_transaction
 from ..models import DeviceCode
 from .secrets import SecretBox, new_secret
 
 logger = logging.getLogger(__name__)
+
+_codes = DeviceCode.__table__
+#: a poll's view of its row when Redis does not answer (built once)
+POLL_ROW = select(_codes.c.client_id, _codes.c.expires_at, _codes.c.interval, _codes.c.status).where(
+    _codes.c.device_code_hash == bindparam("digest"))
+#: the pace without Redis: record this poll; a step slower when the previous came too soon
+PACE = update(_codes).where(_codes.c.device_code_hash == bindparam("digest")).values(
+    last_poll_at=bindparam("now"),
+    interval=case((and_(_codes.c.last_poll_at.is_not(None),
+                        bindparam("now") - _codes.c.last_poll_at < _codes.c.interval),
+                   _codes.c.interval + bindparam("step")), else_=_codes.c.interval),
+).returning(_codes.c.interval)
 
 #: RFC 8628 §6.1: 20 consonants, no vowels (no words) and no look-alikes; 10 of them = 43 bits.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -169,7 +182,7 @@ class DeviceFlow:
             if state and state.get(b"decided") == b"0":
                 return PollState(digest, state[b"client_id"].decode(), int(state[b"expires_at"]),
                                  int(state[b"interval"]), decided=False, too_fast=state[b"too_fast"] == b"1")
-        row = db.session.get(DeviceCode, digest)
+        row = db.session.connection().execute(POLL_ROW, {"digest": digest}).first()
         if row is None:
             return None
         return PollState(digest, row.client_id, row.expires_at, row.interval, decided=row.status != "pending")
@@ -192,13 +205,14 @@ class DeviceFlow:
                 return True
             except redis.RedisError:
                 pass  # fall through to the database
-        with separate_transaction() as session:  # the slower pace must outlive the error answer
-            row = session.get(DeviceCode, state.device_code_hash)
-            previous, row.last_poll_at = row.last_poll_at, int(now)
-            slow = previous is not None and now - previous < row.interval
-            if slow:
-                row.interval += SLOW_DOWN_STEP
-        return slow
+        # one statement in a short transaction of its own: the slower pace must outlive the
+        # error answer. It records this poll and adds the step when the previous one came sooner
+        # than the interval; the interval it returns grew exactly then (a concurrent poll's
+        # step is also this poll's: it came right after that one).
+        with separate_transaction() as session:
+            row = session.connection().execute(
+                PACE, {"digest": state.device_code_hash, "now": int(now), "step": SLOW_DOWN_STEP}).first()
+        return row is not None and row.interval > state.interval
 
     def consume(self, device_code_hash: str) -> bool:
         """Mark an approved authorization used; exactly one poll wins."""
