@@ -1,7 +1,7 @@
 """What a refresh and a code exchange cost the database (docs/tokens.md, "Cost of a refresh"), on
 SQLite and PostgreSQL: a refresh (RFC 6749 §6) is the lookup, the claim and the successor's
 INSERT (claim and INSERT are one statement on PostgreSQL) and one commit; a code exchange
-(RFC 6749 §4.1.3) is the claim and the new family's two INSERTs and one commit. No second
+(RFC 6749 §4.1.3) is a read, the new family's two INSERTs and the claim last, and one commit. No second
 transaction, no ping before the work; a PostgreSQL restart costs no failed request."""
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ def test_retry_within_grace_reads_the_successor_in_the_same_transaction(issuer):
     assert len(seen["commits"]) == 1
 
 
-def test_code_exchange_is_claim_family_token_and_one_commit(issuer):
-    """RFC 6749 §4.1.3: the exchange claims the code with one UPDATE ... RETURNING (no read
-    before it), stores the new family and its first refresh token, and commits once."""
+def test_code_exchange_is_read_family_token_claim_and_one_commit(issuer):
+    """RFC 6749 §4.1.3: the exchange reads the code, signs both tokens, then writes: the new
+    family, its first refresh token and, last, the conditional claim of the code; one commit."""
     _dialect, app, client, client_id = issuer
     exchange(client, client_id)()  # keys and client are loaded now
     send = exchange(client, client_id)
@@ -117,7 +117,7 @@ def test_code_exchange_is_claim_family_token_and_one_commit(issuer):
         answer = send()
     assert answer.status_code == 200, answer.get_json()
     assert "id_token" in answer.get_json() and "refresh_token" in answer.get_json()
-    assert seen["statements"] == ["UPDATE", "INSERT", "INSERT"]
+    assert seen["statements"] == ["SELECT", "INSERT", "INSERT", "UPDATE"]
     assert len(seen["commits"]) == 1
 
 
@@ -131,6 +131,38 @@ def test_replayed_code_is_refused_and_nothing_is_committed(issuer):
     assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
     assert "already used" in replay.get_json()["error_description"]
     assert seen["commits"] == []
+
+
+def test_concurrent_exchanges_of_one_code_give_one_answer(issuer):
+    """RFC 6749 §4.1.2 ("MUST NOT use the authorization code more than once") under concurrency:
+    eight exchanges of one code at once; the claim, written last, lets exactly one through, and
+    the others' families are rolled back."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from scitoken_issuer.models import RefreshFamily
+
+    _dialect, app, client, client_id = issuer
+    verifier, challenge = pkce()
+    code = approve_code(client, authorize_query(client_id, SCOPE, challenge))["code"]
+    with app.app_context():
+        families_before = db.session.scalar(select(func.count()).select_from(RefreshFamily))
+    start = threading.Barrier(8)
+
+    def exchange_once(_):
+        start.wait()
+        return app.test_client().post("/auth/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, "client_id": client_id})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(exchange_once, range(8)))
+    assert sorted(a.status_code for a in answers) == [200] + [400] * 7
+    assert all(a.get_json()["error"] == "invalid_grant" for a in answers if a.status_code == 400)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RefreshFamily)) == families_before + 1
 
 
 def test_no_ping_before_the_work(issuer):

@@ -51,14 +51,14 @@ def generate_token(grant_type: str, client, user: UserAuthorization | None = Non
     family_id, new_family = user.family_id, None
     if family_id is None and include_refresh_token and client.check_grant_type("refresh_token") and \
             any(s.raw == "offline_access" for s in user.grant.scopes):
-        new_family = rt.refresh.new_family(client.client_id, user.subject, user.grant.scope, user.identity_id,
-                                           audience=to_text(user.audience))
+        new_family = rt.refresh.family_record(client.client_id, user.subject, user.grant.scope, user.identity_id,
+                                              audience=to_text(user.audience))
         family_id = new_family.id
     minted = rt.tokens.mint(TokenRequest(
         subject=user.subject, client_id=client.client_id, scopes=render_scopes(granted, profile),
         grant_type=grant_type, profile=profile, audience=user.audience, groups=user.grant.groups,
         family_id=family_id))
     token = bearer_response(minted)
-    if new_family is not None:
-        token["refresh_token"] = rt.refresh.issue(new_family)
+    if new_family is not None:  # written after the signature: SQLite's write lock is held briefly
+        token["refresh_token"] = rt.refresh.issue(rt.refresh.store_family(new_family))
     return token

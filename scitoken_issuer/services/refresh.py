@@ -89,10 +89,17 @@ class RefreshService:
                    audience: str | None = None) -> FamilyRecord:
         """A family for a new authorization (stored); ``audience`` (space separated) is kept by
         every refresh."""
+        return self.store_family(self.family_record(client_id, subject, scope, identity_id, audience))
+
+    def family_record(self, client_id: str, subject: str, scope: str, identity_id: int | None,
+                      audience: str | None = None) -> FamilyRecord:
+        """A new family, not stored yet: its id can name it in a token signed before any write."""
         now = int(time.time())
-        family = FamilyRecord(id=new_secret(24), client_id=client_id, subject=subject, scope=scope,
-                              identity_id=identity_id, created_at=now, expires_at=now + self.lifetime,
-                              idp_checked_at=now, audience=audience)
+        return FamilyRecord(id=new_secret(24), client_id=client_id, subject=subject, scope=scope,
+                            identity_id=identity_id, created_at=now, expires_at=now + self.lifetime,
+                            idp_checked_at=now, audience=audience)
+
+    def store_family(self, family: FamilyRecord) -> FamilyRecord:
         db.session.connection().execute(STORE_FAMILY, vars(family))
         return family
 

@@ -2,8 +2,9 @@
 and OpenID Connect.
 
 Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once:
-one conditional UPDATE claims the code and returns it (a concurrent replay matches no row; a
-request that fails afterwards rolls its claim back). The user's scopes are decided when the user
+the exchange reads the code, signs, writes the new refresh family, and claims the code last with
+one conditional UPDATE (a concurrent exchange that claimed it first makes this one a replay; a
+request that fails rolls its writes back). The user's scopes are decided when the user
 approves (``create_authorization_response``), through the one policy interface.
 """
 
@@ -13,7 +14,7 @@ import time
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 
 from ...extensions import db, runtime
 from ...models import AuthorizationCode
@@ -26,12 +27,14 @@ from ..audience import requested_audience
 
 _codes = AuthorizationCode.__table__
 
-#: the exchange's claim: marks an unused, unexpired code of this client used and returns it
-#: (built once; docs/tokens.md, "Cost of a refresh")
-CLAIM_CODE = update(_codes).where(
+#: an unused, unexpired code of this client (built once; docs/tokens.md, "Cost of a refresh")
+FIND_CODE = select(_codes).where(
     _codes.c.code_hash == bindparam("presented_hash"), _codes.c.client_id == bindparam("client"),
-    _codes.c.used_at.is_(None), _codes.c.expires_at > bindparam("now"),
-).values(used_at=bindparam("now")).returning(*_codes.c)
+    _codes.c.used_at.is_(None), _codes.c.expires_at > bindparam("now"))
+#: the exchange's claim, its last statement: marks the code used unless a concurrent exchange did
+CLAIM_CODE = update(_codes).where(
+    _codes.c.code_hash == bindparam("presented_hash"), _codes.c.used_at.is_(None),
+).values(used_at=bindparam("now"))
 
 
 class StrictCodeChallenge(CodeChallenge):
@@ -124,25 +127,37 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                     **user.claims}))
 
     def query_authorization_code(self, code: str, client) -> StoredCode | None:
-        """Claim the code (used once, also under concurrency); on a miss, say why."""
+        """The code, unused and unexpired (claimed last, :meth:`delete_authorization_code`); on a
+        miss, say why."""
         if not isinstance(code, str) or len(code) > 256:
             return None
         code_hash, now = runtime().secrets.hash(code), int(time.time())
         row = db.session.connection().execute(
-            CLAIM_CODE, {"presented_hash": code_hash, "client": client.client_id, "now": now}).first()
+            FIND_CODE, {"presented_hash": code_hash, "client": client.client_id, "now": now}).first()
         if row is not None:
             return StoredCode(row)
         stored = db.session.get(AuthorizationCode, code_hash)
         if stored is None or stored.client_id != client.client_id:
             return None
         if stored.used_at is not None:
-            audit("issue", "refused", subject=stored.subject, client_id=client.client_id,
-                  reason="authorization code replayed", grant_type="authorization_code")
-            raise InvalidGrantError("the authorization code was already used")
+            raise self._replayed(stored.subject, client.client_id)
         raise InvalidGrantError("the authorization code has expired")
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
-        """Nothing left to do: :meth:`query_authorization_code` claimed the code."""
+        """Claim the code, after both tokens are signed: used once, also under concurrency (a
+        concurrent exchange that claimed it first makes this one a replay, and the error answer
+        rolls this one's writes back). On SQLite the write lock is then held for the writes only."""
+        row = authorization_code.row
+        claimed = db.session.connection().execute(
+            CLAIM_CODE, {"presented_hash": row.code_hash, "now": int(time.time())})
+        if claimed.rowcount != 1:
+            raise self._replayed(row.subject, row.client_id)
+
+    @staticmethod
+    def _replayed(subject: str, client_id: str) -> InvalidGrantError:
+        audit("issue", "refused", subject=subject, client_id=client_id,
+              reason="authorization code replayed", grant_type="authorization_code")
+        return InvalidGrantError("the authorization code was already used")
 
     def authenticate_user(self, authorization_code: StoredCode) -> UserAuthorization:
         row = authorization_code.row
