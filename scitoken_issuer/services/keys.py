@@ -79,7 +79,9 @@ class KeyStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._cache: tuple[float, list[LoadedKey]] | None = None
-        #: (the key-set copy, valid until (clock), the answer) of :meth:`signing_keys`
+        #: answers kept on a key-set copy (:meth:`_on_current_copy`): (the copy, when computed
+        #: (clock), the keys) of :meth:`published`; (the copy, valid until (clock), the keys) of
+        #: :meth:`signing_keys`
         self._published: tuple[tuple[float, list[LoadedKey]] | None, float, list[LoadedKey]] | None = None
         self._signing: tuple[tuple[float, list[LoadedKey]] | None, float, dict[str, LoadedKey]] | None = None
 
@@ -144,11 +146,9 @@ class KeyStore:
 
         Introspection asks this for every token: the answer for "now" is kept for a second of the
         clock, on the same copy of the key set (a key set changes in days, not seconds)."""
-        clock = self.clock()
-        remembered = self._published
-        if now is None and not fresh and remembered is not None and self._cache is not None \
-                and remembered[0] is self._cache and remembered[1] <= clock < remembered[1] + 1 \
-                and time.monotonic() - self._cache[0] < CACHE_SECONDS:
+        clock, remembered = self.clock(), self._published
+        if now is None and not fresh and self._on_current_copy(remembered) \
+                and remembered[1] <= clock < remembered[1] + 1:
             return remembered[2]
         keys = [k for alg in self.chains(fresh) for k in self.view(alg, now, fresh).published]
         if now is None:
@@ -163,8 +163,7 @@ class KeyStore:
         of the key set (reloaded every ``CACHE_SECONDS``) and before the next moment a key
         activates or a rotation falls due."""
         remembered, now = self._signing, self.clock()
-        if remembered is not None and self._cache is not None and remembered[0] is self._cache \
-                and now < remembered[1] and time.monotonic() - self._cache[0] < CACHE_SECONDS:
+        if self._on_current_copy(remembered) and now < remembered[1]:
             return remembered[2]
         views = {alg: self.view(alg, now) for alg in self.algs}
         if any(v.current is None or self._rotation_due(v) for v in views.values()):
@@ -176,6 +175,13 @@ class KeyStore:
         keys = {alg: v.current for alg, v in views.items()}
         self._signing = (self._cache, self._next_change(views.values()), keys)
         return keys
+
+    def _on_current_copy(self, remembered) -> bool:
+        """Whether an answer kept as (copy, moment, answer) was computed from the key-set copy in
+        use, and that copy is not yet due to be read again (``CACHE_SECONDS``)."""
+        copy = self._cache
+        return remembered is not None and copy is not None and remembered[0] is copy \
+            and time.monotonic() - copy[0] < CACHE_SECONDS
 
     def _next_change(self, views) -> float:
         """When the signing keys of ``views`` stop being the answer: a key activates, or rotation is due."""
