@@ -134,7 +134,9 @@ def test_device_flow_approved_in_chromium(stack, browsing, tmp_path):
     expect(page.locator(".scope")).to_have_count(len(scope.split()))
     assert sorted(page.locator(".scope").all_text_contents()) == sorted(scope.split())
     expect(page.locator("#refusal")).to_have_count(0)
-    # the stylesheet is a file of the issuer's (no inline style for the CSP to refuse)
+    # the stylesheet is a file of the issuer's (no inline style for the CSP to refuse); read the
+    # style once the page has loaded (the stylesheet comes over a connection of its own)
+    page.wait_for_load_state("load")
     assert page.evaluate("getComputedStyle(document.body).maxWidth") == "640px"
     screenshot = page.screenshot(path=tmp_path / "device-consent.png", full_page=True)
     assert screenshot.startswith(PNG_SIGNATURE)
