@@ -168,3 +168,52 @@ def test_get_is_not_allowed(client):
     response = client.get(INTROSPECT, query_string={"token": "x"})
     assert response.status_code == 405
     assert response.get_json()["error"] == "invalid_request"
+
+
+def test_a_token_introspected_again_is_checked_once_and_still_expires_and_revokes(client, pair, monkeypatch):
+    """docs/revocation.md: what a token's text proves is remembered per process, expiry and the
+    revocation list are not: the second introspection verifies no signature, a revocation after
+    the first reads inactive at once, and so does the token once its ``exp`` passes."""
+    from joserfc import jwt
+
+    from scitoken_issuer.services import tokens as token_service
+
+    registered, secret = pair
+    token = issue(client, registered, secret)
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(token_service.jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    for _ in range(3):
+        assert introspect(client, registered, secret, token).get_json()["active"] is True
+    assert len(decoded) == 1
+    exp = pyjwt_claims(token)["exp"]
+    monkeypatch.setattr(token_service.time, "time", lambda: exp + 1)
+    assert_inactive(introspect(client, registered, secret, token))
+    monkeypatch.undo()
+
+    revoked = issue(client, registered, secret)
+    assert introspect(client, registered, secret, revoked).get_json()["active"] is True
+    rt = runtime()
+    claims = rt.tokens.verify(revoked)
+    rt.revocations.revoke_token(claims["jti"], claims["exp"])
+    db.session.commit()
+    assert_inactive(introspect(client, registered, secret, revoked))
+
+
+def test_a_remembered_token_is_inactive_once_its_key_is_no_longer_published(client, pair, monkeypatch):
+    """docs/revocation.md: the memory of checked tokens belongs to one set of published keys; a
+    token whose key left the set reads inactive although it was checked before."""
+    registered, secret = pair
+    token = issue(client, registered, secret)
+    assert introspect(client, registered, secret, token).get_json()["active"] is True
+    keys = runtime().keys
+    kid = pyjwt_claims(token, header=True)["kid"]
+    published = [k for k in keys.published() if k.kid != kid]
+    monkeypatch.setattr(keys, "published", lambda *a, **k: published)
+    assert_inactive(introspect(client, registered, secret, token))
+
+
+def pyjwt_claims(token: str, header: bool = False) -> dict:
+    import jwt as pyjwt
+
+    return pyjwt.get_unverified_header(token) if header else pyjwt.decode(token, options={"verify_signature": False})

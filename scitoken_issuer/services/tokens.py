@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache, partial
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -30,6 +32,8 @@ SCITOKENS = "scitokens"
 WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
 SCITOKENS_ANY_AUDIENCE = "ANY"
 ANY_AUDIENCE_BY_PROFILE = {WLCG: WLCG_ANY_AUDIENCE, SCITOKENS: SCITOKENS_ANY_AUDIENCE}
+#: how many checked tokens a process remembers, by their exact text (docs/revocation.md)
+CHECKED_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,9 @@ class TokenService:
         self.issuer = issuer
         self.site_audience = site_audience
         self.default_lifetime = default_lifetime
-        #: the published keys last verified with, and their joserfc KeySet (built once per key set)
-        self._key_set: tuple[list[LoadedKey] | None, KeySet | None] = (None, None)
+        #: the published keys last verified with, and the check of a token's text against them
+        #: (remembered for the last CHECKED_TOKENS tokens; a new key set starts afresh)
+        self._checked: tuple[list[LoadedKey] | None, Callable[[str], dict | None] | None] = (None, None)
 
     def default_audience(self, profile: str) -> str:
         """The site's ``AUDIENCE`` when set, else the profile's "any" audience."""
@@ -112,20 +117,30 @@ class TokenService:
 
     def verify(self, token: str) -> dict | None:
         """Claims of an access token this issuer signed with a published key and that has not
-        expired (revocation is the caller's question: :meth:`RevocationList.is_revoked`)."""
+        expired (revocation is the caller's question: :meth:`RevocationList.is_revoked`).
+
+        What a token's text proves — its signature, issuer and claims — cannot change while the
+        published keys stay the same, so the answer is remembered per key set for the last
+        :data:`CHECKED_TOKENS` tokens (a resource server introspects the same token again and
+        again); expiry is checked on every call."""
         keys = self.keys.published()
         if not keys or not isinstance(token, str) or len(token) > 16384:
             return None
-        key_set = self._key_set  # one read: another thread may replace it
-        if key_set[0] is not keys:
-            key_set = self._key_set = (keys, KeySet([k.private for k in keys]))
+        checked = self._checked  # one read: another thread may replace it
+        if checked[0] is not keys:
+            check = lru_cache(maxsize=CHECKED_TOKENS)(partial(self._check, KeySet([k.private for k in keys])))
+            checked = self._checked = (keys, check)
+        claims = checked[1](token)
+        return dict(claims) if claims is not None and claims["exp"] > time.time() else None
+
+    def _check(self, key_set: KeySet, token: str) -> dict | None:
+        """The claims of ``token`` when ``key_set`` verifies its signature and it is an access
+        token of this issuer (whatever its expiry)."""
         try:
-            decoded = jwt.decode(token, key_set[1], algorithms=["RS256", "ES256"])
+            claims = jwt.decode(token, key_set, algorithms=["RS256", "ES256"]).claims
         except (JoseError, ValueError, TypeError):
             return None
-        claims = decoded.claims
-        now = time.time()
         if claims.get("iss") != self.issuer or any(
                 not isinstance(claims.get(name), kind) for name, kind in self.ACCESS_TOKEN_CLAIMS.items()):
             return None
-        return claims if claims["exp"] > now else None
+        return claims
