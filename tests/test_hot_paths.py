@@ -92,6 +92,33 @@ def test_pending_device_poll_runs_no_statement(tmp_path, redis_url):
         db.engine.dispose()
 
 
+def test_pending_device_poll_opens_no_database_session(tmp_path, redis_url, monkeypatch):
+    """RFC 8628 §3.5: the ``authorization_pending`` answer from Redis neither runs a statement nor
+    opens a database session to roll back (each request in its own app context, as in production)."""
+    app = make_app(tmp_path, REDIS_URL=redis_url, DEVICE_POLL_INTERVAL=5)
+    with app.app_context():
+        runtime().version.max_age = 600
+        registered = runtime().clients.register(
+            {"grant_types": [DEVICE_GRANT], "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"},
+            admin=True, source="admin")
+        db.session.commit()
+        auth = basic_auth(registered.client.client_id, registered.client_secret)
+    client = app.test_client()
+    code = client.post("/auth/device/code", data={"scope": "openid"}, headers=auth).get_json()["device_code"]
+    poll = {"grant_type": DEVICE_GRANT, "device_code": code}
+    assert client.post("/auth/token", data=poll, headers=auth).get_json()["error"] == "authorization_pending"
+    with app.app_context():
+        registry = db.session.registry
+    opened = []
+    create = registry.createfunc
+    monkeypatch.setattr(registry, "createfunc", lambda: opened.append(1) or create())
+    response = client.post("/auth/token", data=poll, headers=auth)
+    assert response.get_json()["error"] in ("authorization_pending", "slow_down")
+    assert opened == []
+    with app.app_context():
+        db.engine.dispose()
+
+
 @pytest.mark.parametrize("path,max_age", [("/auth/certs", 3600), ("/.well-known/openid-configuration", 300)])
 def test_documents_are_cached_bytes_with_etag(client, steady, path, max_age):
     """RFC 9111 §5.2.2.1 / RFC 9110 §13.1.2: a Cache-Control max-age and an ETag; If-None-Match

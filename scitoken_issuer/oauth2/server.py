@@ -103,7 +103,8 @@ class AuthorizationServer(_FlaskAuthorizationServer):
             raise InvalidClientError(status_code=401, description="malformed Authorization header") from None
 
     def handle_error_response(self, request, error):
-        db.session.rollback()
+        if db.session.registry.has():  # a pending poll answered from Redis opened no session
+            db.session.rollback()
         if not error.description:  # RFC 6749 §5.2: every error here has an error_description
             error.description = error_description(error.get_error_description() or
                                                   error.error.replace("_", " "))
