@@ -92,10 +92,13 @@ def test_pending_device_poll_runs_no_statement(tmp_path, redis_url):
         db.engine.dispose()
 
 
-def test_pending_device_poll_opens_no_database_session(tmp_path, redis_url, monkeypatch):
-    """RFC 8628 §3.5: the ``authorization_pending`` answer from Redis neither runs a statement nor
-    opens a database session to roll back (each request in its own app context, as in production)."""
-    app = make_app(tmp_path, REDIS_URL=redis_url, DEVICE_POLL_INTERVAL=5)
+@pytest.mark.parametrize("with_redis", [True, False])
+def test_pending_device_poll_opens_no_database_session(tmp_path, request, monkeypatch, with_redis):
+    """RFC 8628 §3.5: a pending poll opens no ORM session (each request in its own app context, as
+    in production): with Redis it is answered from Redis alone, without Redis its row is read and
+    its pace recorded on a connection of their own, and the error answer has nothing to roll back."""
+    settings = {"REDIS_URL": request.getfixturevalue("redis_url")} if with_redis else {}
+    app = make_app(tmp_path, DEVICE_POLL_INTERVAL=5, **settings)
     with app.app_context():
         runtime().version.max_age = 600
         registered = runtime().clients.register(

@@ -8,7 +8,7 @@ the user's decision are announced in Redis only after their transaction commits 
 hook), so the decision is durable before the Redis hash says decided, and the next poll reads
 the outcome from the database and consumes it once.
 Without Redis every poll reads its row and records its pace in one UPDATE (two prebuilt
-statements). Either way nothing lives only in a web process, so a restart of the web processes
+statements, each on a connection of its own: a pending answer opens no ORM session). Either way nothing lives only in a web process, so a restart of the web processes
 loses nothing.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import and_, bindparam, case, select, update
 
-from ..extensions import after_commit, db, separate_transaction
+from ..extensions import after_commit, db
 from ..models import DeviceCode
 from .secrets import SecretBox, new_secret
 
@@ -182,7 +182,9 @@ class DeviceFlow:
             if state and state.get(b"decided") == b"0":
                 return PollState(digest, state[b"client_id"].decode(), int(state[b"expires_at"]),
                                  int(state[b"interval"]), decided=False, too_fast=state[b"too_fast"] == b"1")
-        row = db.session.connection().execute(POLL_ROW, {"digest": digest}).first()
+        # a read of its own: no ORM session to open, and roll back after the pending answer
+        with db.engine.connect() as connection:
+            row = connection.execute(POLL_ROW, {"digest": digest}).first()
         if row is None:
             return None
         return PollState(digest, row.client_id, row.expires_at, row.interval, decided=row.status != "pending")
@@ -205,12 +207,12 @@ class DeviceFlow:
                 return True
             except redis.RedisError:
                 pass  # fall through to the database
-        # one statement in a short transaction of its own: the slower pace must outlive the
-        # error answer. It records this poll and adds the step when the previous one came sooner
+        # one statement in a short transaction of its own (a connection, no ORM session): the
+        # slower pace must outlive the error answer. It records this poll and adds the step when the previous one came sooner
         # than the interval; the interval it returns grew exactly then (a concurrent poll's
         # step is also this poll's: it came right after that one).
-        with separate_transaction() as session:
-            row = session.connection().execute(
+        with db.engine.begin() as connection:
+            row = connection.execute(
                 PACE, {"digest": state.device_code_hash, "now": int(now), "step": SLOW_DOWN_STEP}).first()
         return row is not None and row.interval > state.interval
 
