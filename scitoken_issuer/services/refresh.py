@@ -13,7 +13,7 @@ A refresh that succeeds runs the lookup, the claim and the successor's INSERT (o
 PostgreSQL) and commits once (docs/tokens.md, "Cost of a refresh"); the statements are built once
 in :mod:`.refresh_records`. A new family and its first token are written when the caller's
 transaction commits (``write_at_commit``), whoever issues them (a code exchange, a device grant,
-the CLI): the request signs its tokens before its first write, and one that answers with an
+a script): the request signs its tokens before its first write, and one that answers with an
 error (a code claimed by a concurrent exchange) writes none of them.
 """
 
