@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from flask import current_app
 from sqlalchemy import event
@@ -11,7 +11,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
+from sqlalchemy.sql import Executable
 
 if TYPE_CHECKING:  # the accessors' types; importing them here at run time would be a cycle
     from .oauth2.resource import BearerResource
@@ -39,6 +40,8 @@ csrf = CSRFProtect()
 
 #: ``Session.info`` key of the callbacks waiting for the current transaction to commit.
 _AFTER_COMMIT = "scitoken_issuer.after_commit"
+#: ``Session.info`` key of the writes waiting for the current transaction to commit.
+_AT_COMMIT = "scitoken_issuer.write_at_commit"
 
 
 @contextlib.contextmanager
@@ -74,8 +77,51 @@ def _run_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_transaction_end")
 def _drop_after_commit(session: Session, transaction) -> None:
-    if transaction.parent is None:  # the outermost transaction ended without a commit
+    if transaction.parent is None:  # the outermost transaction ended (after a commit, both are empty)
         session.info.pop(_AFTER_COMMIT, None)
+        session.info.pop(_AT_COMMIT, None)
+
+
+def write_at_commit(statement: Executable, values: dict[str, Any]) -> None:
+    """Run ``statement`` with ``values`` on ``db.session``'s connection when its transaction
+    commits, in the order queued and after the ORM's own pending rows; never if it rolls back.
+
+    For an INSERT nothing in the transaction reads back (a new refresh family and its first
+    token): it waits for the commit, so on SQLite the write lock is taken after the request's
+    signatures, not before them (docs/tokens.md, "Cost of a refresh")."""
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # so the write belongs to a transaction that ends one way or the other
+    queued_in = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_AT_COMMIT, []).append((queued_in, statement, values))
+
+
+@event.listens_for(Session, "before_commit")
+def _write_queued(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: its writes wait for the outer commit
+        return
+    queued = session.info.pop(_AT_COMMIT, [])
+    if queued:
+        session.flush()  # rows the queued writes may refer to (a client, an identity) go first
+        connection = session.connection()
+        for _queued_in, statement, values in queued:
+            connection.execute(statement, values)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
+    """Writes queued in the transaction (or savepoint) that rolled back, or inside it, are dropped."""
+    queued = session.info.get(_AT_COMMIT)
+    if queued:
+        session.info[_AT_COMMIT] = [entry for entry in queued if not _inside(entry[0], rolled_back)]
+
+
+def _inside(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def runtime() -> Runtime:

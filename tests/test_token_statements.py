@@ -1,20 +1,25 @@
 """What a refresh and a code exchange cost the database (docs/tokens.md, "Cost of a refresh"), on
 SQLite and PostgreSQL: a refresh (RFC 6749 §6) is the lookup, the claim and the successor's
 INSERT (claim and INSERT are one statement on PostgreSQL) and one commit; a code exchange
-(RFC 6749 §4.1.3) is a read, the new family's two INSERTs and the claim last, and one commit. No second
-transaction, no ping before the work; a PostgreSQL restart costs no failed request."""
+(RFC 6749 §4.1.3) is a read, both signatures, then the claim and the new family's two INSERTs
+(written by the commit), and one commit. No second transaction, no ping before the work; a
+PostgreSQL restart costs no failed request."""
 
 from __future__ import annotations
 
 import contextlib
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select, text, update
 
-from scitoken_issuer.extensions import db, runtime
+from scitoken_issuer.extensions import db, runtime, separate_transaction
+from scitoken_issuer.models import AuthorizationCode, RefreshFamily, RefreshToken
+from scitoken_issuer.oauth2.oidc import OpenIDCode
+from scitoken_issuer.services.tokens import TokenService
 from tests.conftest import make_app
 from tests.support.postgres import PostgresServer, postgres_bin
-from tests.support.user_flows import REDIRECT_URI, approve_code, authorize_query, pkce, refresh, sign_in
+from tests.support.user_flows import (DEVICE_GRANT, REDIRECT_URI, approve_code, authorize_query, device_tokens, pkce,
+                                      refresh, sign_in)
 
 SCOPE = "openid offline_access"
 
@@ -107,9 +112,9 @@ def test_retry_within_grace_reads_the_successor_in_the_same_transaction(issuer):
     assert len(seen["commits"]) == 1
 
 
-def test_code_exchange_is_read_family_token_claim_and_one_commit(issuer):
-    """RFC 6749 §4.1.3: the exchange reads the code, signs both tokens, then writes: the new
-    family, its first refresh token and, last, the conditional claim of the code; one commit."""
+def test_code_exchange_is_read_claim_family_token_and_one_commit(issuer):
+    """RFC 6749 §4.1.3: the exchange reads the code, signs both tokens, then writes: the
+    conditional claim of the code, and at the commit the new family and its first refresh token."""
     _dialect, app, client, client_id = issuer
     exchange(client, client_id)()  # keys and client are loaded now
     send = exchange(client, client_id)
@@ -117,8 +122,102 @@ def test_code_exchange_is_read_family_token_claim_and_one_commit(issuer):
         answer = send()
     assert answer.status_code == 200, answer.get_json()
     assert "id_token" in answer.get_json() and "refresh_token" in answer.get_json()
-    assert seen["statements"] == ["SELECT", "INSERT", "INSERT", "UPDATE"]
+    assert seen["statements"] == ["SELECT", "UPDATE", "INSERT", "INSERT"]
     assert len(seen["commits"]) == 1
+
+
+@contextlib.contextmanager
+def signatures_among_statements(app, monkeypatch):
+    """:func:`database_work`, with a mark in the statement list once the access token and once
+    the ID token is signed."""
+    with database_work(app) as seen:
+        def marking(mark, sign):
+            def signed(*args, **kwargs):
+                result = sign(*args, **kwargs)
+                seen["statements"].append(mark)
+                return result
+            return signed
+
+        monkeypatch.setattr(TokenService, "mint", marking("access token signed", TokenService.mint))
+        monkeypatch.setattr(OpenIDCode, "encode_id_token", marking("ID token signed", OpenIDCode.encode_id_token))
+        yield seen
+
+
+def test_no_write_before_both_tokens_are_signed(issuer, monkeypatch):
+    """docs/tokens.md "Cost of a refresh": a code exchange (RFC 6749 §4.1.3, OIDC Core §3.1.3.3)
+    signs the access token and the ID token before its first write, so on SQLite the write lock
+    (and on PostgreSQL the code's row lock) is held from the claim to the commit only, never
+    across a signature."""
+    _dialect, app, client, client_id = issuer
+    exchange(client, client_id)()  # keys and client are loaded now
+    send = exchange(client, client_id)
+    with signatures_among_statements(app, monkeypatch) as seen:
+        answer = send()
+    assert answer.status_code == 200, answer.get_json()
+    assert seen["statements"] == ["SELECT", "access token signed", "ID token signed", "UPDATE", "INSERT", "INSERT"]
+    assert len(seen["commits"]) == 1
+
+
+def stored_rows(app) -> tuple[int, int]:
+    """How many refresh families and refresh tokens are stored."""
+    with app.app_context():
+        return (db.session.scalar(select(func.count()).select_from(RefreshFamily)),
+                db.session.scalar(select(func.count()).select_from(RefreshToken)))
+
+
+def test_lost_claim_stores_nothing_and_a_won_exchange_refreshes(issuer, monkeypatch):
+    """RFC 6749 §4.1.2 and docs/tokens.md "Cost of a refresh": an exchange whose code is claimed
+    by a concurrent exchange while it signs (after its family and refresh token were generated)
+    is ``invalid_grant`` and stores no family and no refresh token; the refresh token of an
+    exchange that won is stored by its commit and refreshes right away (RFC 6749 §6)."""
+    _dialect, app, client, client_id = issuer
+    exchange(client, client_id)()  # keys and client are loaded now
+    send = exchange(client, client_id)
+    before = stored_rows(app)
+
+    def claimed_meanwhile(self, token, request):
+        """A concurrent exchange claims the code (and commits) while this one signs its ID token
+        (had this one written before, the other would wait for its lock: an error, not a hang)."""
+        with separate_transaction() as session:
+            if session.bind.dialect.name == "postgresql":
+                session.execute(text("SET LOCAL lock_timeout = '5s'"))
+            session.execute(update(AuthorizationCode).where(AuthorizationCode.used_at.is_(None))
+                            .values(used_at=1))
+        return original(self, token, request)
+
+    original = OpenIDCode.encode_id_token
+    monkeypatch.setattr(OpenIDCode, "encode_id_token", claimed_meanwhile)
+    with database_work(app) as seen:
+        lost = send()
+    assert lost.status_code == 400 and lost.get_json()["error"] == "invalid_grant", lost.get_json()
+    claims = [word for word in seen["statements"] if word != "SET"]  # the read, the other's claim, the lost claim
+    assert claims == ["SELECT", "UPDATE", "UPDATE"]
+    assert len(seen["commits"]) == 1  # the other exchange's
+    assert stored_rows(app) == before
+    monkeypatch.undo()
+
+    won = exchange(client, client_id)()
+    assert won.status_code == 200, won.get_json()
+    assert stored_rows(app) == (before[0] + 1, before[1] + 1)
+    refreshed = refresh(client, client_id, won.get_json()["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.get_json()
+    assert refreshed.get_json()["refresh_token"] != won.get_json()["refresh_token"]
+
+
+def test_device_grant_family_is_stored_at_its_commit(issuer):
+    """RFC 8628 §3.5 with ``offline_access``: the device grant's new family and refresh token are
+    written by the commit too, and the refresh token works right away (RFC 6749 §6)."""
+    _dialect, app, client, _client_id = issuer
+    with app.app_context():
+        device_client = runtime().clients.register(
+            {"token_endpoint_auth_method": "none", "scope": SCOPE,
+             "grant_types": [DEVICE_GRANT, "refresh_token"]}, admin=True, source="admin").client.client_id
+        db.session.commit()
+    before = stored_rows(app)
+    body = device_tokens(client, device_client, SCOPE)
+    assert stored_rows(app) == (before[0] + 1, before[1] + 1)
+    refreshed = refresh(client, device_client, body["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.get_json()
 
 
 def test_replayed_code_is_refused_and_nothing_is_committed(issuer):
@@ -135,20 +234,15 @@ def test_replayed_code_is_refused_and_nothing_is_committed(issuer):
 
 def test_concurrent_exchanges_of_one_code_give_one_answer(issuer):
     """RFC 6749 §4.1.2 ("MUST NOT use the authorization code more than once") under concurrency:
-    eight exchanges of one code at once; the claim, written last, lets exactly one through, and
-    the others' families are rolled back."""
+    eight exchanges of one code at once; the claim lets exactly one through, and only its family
+    and refresh token are stored (the others' are never written)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
-
-    from sqlalchemy import func, select
-
-    from scitoken_issuer.models import RefreshFamily
 
     _dialect, app, client, client_id = issuer
     verifier, challenge = pkce()
     code = approve_code(client, authorize_query(client_id, SCOPE, challenge))["code"]
-    with app.app_context():
-        families_before = db.session.scalar(select(func.count()).select_from(RefreshFamily))
+    families_before, tokens_before = stored_rows(app)
     start = threading.Barrier(8)
 
     def exchange_once(_):
@@ -161,8 +255,7 @@ def test_concurrent_exchanges_of_one_code_give_one_answer(issuer):
         answers = list(pool.map(exchange_once, range(8)))
     assert sorted(a.status_code for a in answers) == [200] + [400] * 7
     assert all(a.get_json()["error"] == "invalid_grant" for a in answers if a.status_code == 400)
-    with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(RefreshFamily)) == families_before + 1
+    assert stored_rows(app) == (families_before + 1, tokens_before + 1)
 
 
 def test_no_ping_before_the_work(issuer):
@@ -201,9 +294,6 @@ def test_first_requests_after_a_postgres_restart_succeed(tmp_path, restartable_p
             token = answer.get_json()["refresh_token"]
     finally:
         engine.dispose()
-
-
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def test_pending_device_poll_without_redis_is_one_read_and_one_pace_update(issuer):

@@ -47,7 +47,8 @@ class GrantTypeError(UnsupportedGrantTypeError):
 
 
 def save_token(token: dict, request) -> None:
-    """Access tokens are self-contained JWTs and refresh tokens are stored when issued; nothing to do."""
+    """Nothing to do: access tokens are self-contained JWTs, and a new refresh token is already
+    queued to be stored by the request's commit (``RefreshService.issue``)."""
 
 
 class AuthorizationServer(_FlaskAuthorizationServer):

@@ -42,7 +42,9 @@ def generate_token(grant_type: str, client, user: UserAuthorization | None = Non
 
     The access token belongs to the user's refresh family (``user.family_id``, a refresh) or to a
     new one when the user granted ``offline_access``; only a new family's first refresh token is
-    issued here (the refresh grant adds the rotated successor itself)."""
+    issued here (the refresh grant adds the rotated successor itself). The new family's id is
+    known before the signature; the family and its token are written when the request's
+    transaction commits, so nothing here takes a write lock and an error answer stores neither."""
     rt = runtime()
     if user is None or user.grant is None:  # pragma: no cover - every user grant decides first
         raise RuntimeError(f"{grant_type}: token requested before the scopes were decided")
@@ -59,6 +61,6 @@ def generate_token(grant_type: str, client, user: UserAuthorization | None = Non
         grant_type=grant_type, profile=profile, audience=user.audience, groups=user.grant.groups,
         family_id=family_id))
     token = bearer_response(minted)
-    if new_family is not None:  # written after the signature: SQLite's write lock is held briefly
+    if new_family is not None:  # both written at the commit (RefreshService.store_family, issue)
         token["refresh_token"] = rt.refresh.issue(rt.refresh.store_family(new_family))
     return token

@@ -11,7 +11,10 @@ answers with the successor the winner stored.
 
 A refresh that succeeds runs the lookup, the claim and the successor's INSERT (one statement on
 PostgreSQL) and commits once (docs/tokens.md, "Cost of a refresh"); the statements are built once
-in :mod:`.refresh_records`.
+in :mod:`.refresh_records`. A new family and its first token are written when the caller's
+transaction commits (``write_at_commit``), whoever issues them (a code exchange, a device grant,
+a script): the request signs its tokens before its first write, and one that answers with an
+error (a code claimed by a concurrent exchange) writes none of them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ..extensions import db, separate_transaction
+from ..extensions import db, separate_transaction, write_at_commit
 from ..models import RefreshFamily, RefreshToken
 from .audit import audit
 from .refresh_records import (AFTER_LOST_CLAIM, LOOKUP, STORE_FAMILY, STORE_TOKEN, FamilyRecord, TokenRecord,
@@ -87,8 +90,8 @@ class RefreshService:
     # -- issuing and rotating -----------------------------------------------------------------
     def new_family(self, client_id: str, subject: str, scope: str, identity_id: int | None,
                    audience: str | None = None) -> FamilyRecord:
-        """A family for a new authorization (stored); ``audience`` (space separated) is kept by
-        every refresh."""
+        """A family for a new authorization (stored when the transaction commits); ``audience``
+        (space separated) is kept by every refresh."""
         return self.store_family(self.family_record(client_id, subject, scope, identity_id, audience))
 
     def family_record(self, client_id: str, subject: str, scope: str, identity_id: int | None,
@@ -100,13 +103,15 @@ class RefreshService:
                             idp_checked_at=now, audience=audience)
 
     def store_family(self, family: FamilyRecord) -> FamilyRecord:
-        db.session.connection().execute(STORE_FAMILY, vars(family))
+        """Store ``family`` when the caller's transaction commits (never if it rolls back)."""
+        write_at_commit(STORE_FAMILY, vars(family))
         return family
 
     def issue(self, family: FamilyRecord) -> str:
-        """The first refresh token of ``family`` (the plaintext is returned once, only the hash kept)."""
+        """The first refresh token of ``family`` (the plaintext is returned once, only the hash
+        kept), stored with it when the caller's transaction commits."""
         token = new_secret()
-        db.session.connection().execute(STORE_TOKEN, self._row(token, family))
+        write_at_commit(STORE_TOKEN, self._row(token, family))
         return token
 
     def _row(self, token: str, family: FamilyRecord) -> dict:

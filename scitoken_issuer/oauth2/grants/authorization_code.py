@@ -1,11 +1,14 @@
 """RFC 6749 §4.1 authorization code with PKCE (RFC 7636, S256 only, required: RFC 9700 §2.1.1)
 and OpenID Connect.
 
-Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once:
-the exchange reads the code, signs, writes the new refresh family, and claims the code last with
-one conditional UPDATE (a concurrent exchange that claimed it first makes this one a replay; a
-request that fails rolls its writes back). The user's scopes are decided when the user
-approves (``create_authorization_response``), through the one policy interface.
+Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once.
+The exchange reads the code, signs the access token and the ID token, and only then writes: it
+claims the code with one conditional UPDATE (a concurrent exchange that claimed it first makes
+this one a replay, answered ``invalid_grant``), and the commit writes the new refresh family and
+its first token (``RefreshService.store_family``, ``issue``); an error answer writes nothing. On
+SQLite the write lock is held from the claim to the commit only (docs/tokens.md, "Cost of a
+refresh"). The user's scopes are decided when the user approves
+(``create_authorization_response``), through the one policy interface.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ _codes = AuthorizationCode.__table__
 FIND_CODE = select(_codes).where(
     _codes.c.code_hash == bindparam("presented_hash"), _codes.c.client_id == bindparam("client"),
     _codes.c.used_at.is_(None), _codes.c.expires_at > bindparam("now"))
-#: the exchange's claim, its last statement: marks the code used unless a concurrent exchange did
+#: the exchange's claim, its first write: marks the code used unless a concurrent exchange did
 CLAIM_CODE = update(_codes).where(
     _codes.c.code_hash == bindparam("presented_hash"), _codes.c.used_at.is_(None),
 ).values(used_at=bindparam("now"))
@@ -143,10 +146,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise self._replayed(stored.subject, client.client_id)
         raise InvalidGrantError("the authorization code has expired")
 
+    def create_token_response(self):
+        """authlib's token response, both tokens signed (the ID token in OpenIDCode's
+        ``after_create_token_response`` hook), then the claim of the code: the exchange's first
+        write, so on SQLite no other exchange waits for this one's signatures."""
+        answer = super().create_token_response()
+        self.claim_code(self.request.authorization_code)
+        return answer
+
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
-        """Claim the code, after both tokens are signed: used once, also under concurrency (a
-        concurrent exchange that claimed it first makes this one a replay, and the error answer
-        rolls this one's writes back). On SQLite the write lock is then held for the writes only."""
+        """Nothing yet: authlib calls this before the ID token is signed; the code is claimed
+        after it (:meth:`create_token_response`)."""
+
+    def claim_code(self, authorization_code: StoredCode) -> None:
+        """Mark the code used: once, also under concurrency (a concurrent exchange that claimed
+        it first makes this one a replay, and the error answer drops its queued family)."""
         row = authorization_code.row
         claimed = db.session.connection().execute(
             CLAIM_CODE, {"presented_hash": row.code_hash, "now": int(time.time())})
