@@ -60,6 +60,30 @@ def separate_transaction() -> Iterator[Session]:
         session.close()
 
 
+@contextlib.contextmanager
+def each_statement_commits() -> Iterator[None]:
+    """Inside the block, each statement of the request's session commits on its own (PostgreSQL
+    ``AUTOCOMMIT``): no ``BEGIN`` and ``COMMIT`` round trips around it. For statements that need
+    no transaction around them: a read, or a write that is one atomic statement (the refresh
+    grant's lookup and claim, docs/tokens.md "Cost of a refresh").
+
+    On leaving the block the connection goes back to the pool, where SQLAlchemy restores its
+    normal isolation level, so whatever the request does next runs in a transaction again. On
+    SQLite, or when the session has already begun a transaction, the statements simply join
+    the session's transaction (committed at the edge), as everywhere else."""
+    session = db.session()
+    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()  # nothing is pending: this only gives the connection back
+
+
 def after_commit(callback: Callable[[], None]) -> None:
     """Run ``callback`` once the current transaction of ``db.session`` commits; drop it if the
     transaction ends otherwise. For side effects that must follow a commit (a Redis announcement)."""

@@ -59,19 +59,27 @@ class Identities:
         if identity is not None:
             identity.disabled_at = when
 
-    def recheck(self, family: FamilyRecord, now: int | None = None) -> None:
-        """Ask the IdP about the family's user when the last check is older than the interval.
+    def recheck_due(self, family: FamilyRecord, now: int | None = None) -> bool:
+        """Whether the family's user must be asked at the IdP now: there is an IdP, the family came
+        from a login there, and its last check is older than ``IDP_RECHECK_INTERVAL``."""
+        if self.idp is None or family.identity_id is None:
+            return False
+        now = int(time.time()) if now is None else now
+        return not (family.idp_checked_at and now - family.idp_checked_at < self.recheck_interval)
+
+    def recheck(self, session: Session, family: FamilyRecord, now: int | None = None) -> None:
+        """Ask the IdP about the family's user when :meth:`recheck_due`, in ``session``: a short
+        transaction of its own, which the caller commits whatever the refresh then decides, so
+        the IdP refresh token it rotates is kept (the IdP has already forgotten the old one).
 
         Raises :class:`IdentityCheckFailed` when the user was disabled there, and lets
         ``UpstreamUnavailable`` through (answered 503: the family stays, the client retries).
         """
         now = int(time.time()) if now is None else now
-        if self.idp is None or family.identity_id is None:
-            return
-        if family.idp_checked_at and now - family.idp_checked_at < self.recheck_interval:
+        if self.idp is None or not self.recheck_due(family, now):
             return
         # locked (PostgreSQL): two refreshes of one user must not both spend the rotating IdP token
-        identity = db.session.get(UpstreamIdentity, family.identity_id, with_for_update=True)
+        identity = session.get(UpstreamIdentity, family.identity_id, with_for_update=True)
         if identity is None or identity.disabled_at is not None:
             raise IdentityCheckFailed("the user is no longer known at the identity provider")
         if identity.refresh_token is None:
@@ -86,4 +94,4 @@ class Identities:
         if rotated:
             identity.refresh_token = self.box.encrypt(rotated.encode())
         identity.last_checked_at = now
-        db.session.connection().execute(IDP_CHECKED, {"family_id": family.id, "checked_at": now})
+        session.connection().execute(IDP_CHECKED, {"family_id": family.id, "checked_at": now})

@@ -16,7 +16,7 @@ from typing import NoReturn
 from authlib.oauth2.rfc6749 import (InvalidGrantError, InvalidRequestError, InvalidScopeError,
                                     UnauthorizedClientError, grants)
 
-from ...extensions import db, runtime, separate_transaction
+from ...extensions import each_statement_commits, runtime, separate_transaction
 from ...services.audit import audit
 from ...services.authorization import UserAuthorization
 from ...services.identities import IdentityCheckFailed
@@ -28,12 +28,27 @@ from ..audience import from_text, requested_audience, within
 from ..server import requested_scopes
 
 
+def recheck_user(family: FamilyRecord) -> None:
+    """Re-check the family's user at the upstream IdP when it is due, in a short transaction of
+    its own: the identity row is locked only for the IdP's answer, and what the IdP said (a
+    rotated IdP refresh token, the time of the check) is kept even when the request then fails.
+    Raises :class:`IdentityCheckFailed` once the family has been ended."""
+    rt = runtime()
+    if not rt.identities.recheck_due(family):
+        return
+    try:
+        with separate_transaction() as session:
+            rt.identities.recheck(session, family)
+    except IdentityCheckFailed as exc:
+        end_family(family, exc)
+        raise
+
+
 def end_family(family: FamilyRecord, exc: IdentityCheckFailed) -> None:
     """The IdP no longer vouches for the family's user: record that and revoke the family in a
     transaction of its own, which the error answer that follows does not roll back."""
     rt = runtime()
     family_id, identity_id = family.id, family.identity_id
-    db.session.rollback()  # release the identity row the re-check locked
     with separate_transaction() as session:
         if exc.disabled_at is not None and identity_id is not None:
             rt.identities.mark_disabled(session, identity_id, exc.disabled_at)
@@ -59,7 +74,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshCredential | None:
         rt = runtime()
-        found = rt.refresh.lookup(refresh_token)
+        with each_statement_commits():
+            found = rt.refresh.lookup(refresh_token)
         if found is None:
             return None
         token, family = found
@@ -115,9 +131,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         family, client = credential.family, self.request.client
         audience = self._audience(family)
         try:
-            rt.identities.recheck(family)
+            recheck_user(family)
         except IdentityCheckFailed as exc:
-            end_family(family, exc)
             raise InvalidGrantError(str(exc)) from None
         requested = self.request.payload.scope or family.scope
         decision = rt.user_scopes.grant_scopes(family.subject, parse_scopes(requested), client)
@@ -134,8 +149,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         the claim, the successor's INSERT and the commit."""
         token = self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=False)
         try:
-            token["refresh_token"] = runtime().refresh.rotate(credential.token, credential.family,
-                                                              credential.presented)
+            with each_statement_commits():
+                token["refresh_token"] = runtime().refresh.rotate(credential.token, credential.family,
+                                                                  credential.presented)
         except RefreshRefused as exc:
             self._refused(credential.family, str(exc))
         return token

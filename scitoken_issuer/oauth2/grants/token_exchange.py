@@ -25,7 +25,7 @@ from ...services.tokens import TokenRequest
 from ..audience import requested_audience
 from ..server import error_description, requested_scopes
 from ..tokens import bearer_response, client_profile
-from .refresh_token import end_family
+from .refresh_token import recheck_user
 
 #: RFC 8693 §2.1 parameters that may appear once only.
 SINGLE = ("subject_token", "subject_token_type", "requested_token_type", "scope", "actor_token",
@@ -133,9 +133,8 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):
         """A refresh token stands for the user's authorization: re-check them at the upstream IdP
         as a refresh would (docs/tokens.md, "Refresh families")."""
         try:
-            runtime().identities.recheck(subject.family)
+            recheck_user(subject.family)
         except IdentityCheckFailed as exc:
-            end_family(subject.family, exc)
             raise ExchangeRefused("invalid_request", f"subject_token: {exc}") from None
 
     def _audience(self) -> list[str] | None:
