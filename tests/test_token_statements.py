@@ -1,6 +1,7 @@
 """What a refresh and a code exchange cost the database (docs/tokens.md, "Cost of a refresh"), on
 SQLite and PostgreSQL: a refresh (RFC 6749 §6) is the lookup, the claim and the successor's
-INSERT (claim and INSERT are one statement on PostgreSQL) and one commit; a code exchange
+INSERT (claim and INSERT are one statement on PostgreSQL), committed once on SQLite and each
+committing on its own on PostgreSQL (its round trips: tests/test_refresh_round_trips.py); a code exchange
 (RFC 6749 §4.1.3) is a read, both signatures, then the claim and the new family's two INSERTs
 (written by the commit), and one commit. No second transaction, no ping before the work; a
 PostgreSQL restart costs no failed request."""
@@ -86,7 +87,8 @@ def exchange(client, client_id: str):
 
 def test_refresh_is_lookup_claim_successor_and_one_commit(issuer):
     """RFC 6749 §6 with rotation: the success path of a refresh runs the lookup, one conditional
-    claim and the successor's INSERT (one WITH statement on PostgreSQL), then one commit."""
+    claim and the successor's INSERT (one WITH statement on PostgreSQL); on SQLite the claim and
+    the INSERT are committed together, once (on PostgreSQL each statement commits on its own)."""
     dialect, app, client, client_id = issuer
     first = exchange(client, client_id)().get_json()
     warm = refresh(client, client_id, first["refresh_token"])  # keys and client are loaded now
@@ -96,12 +98,13 @@ def test_refresh_is_lookup_claim_successor_and_one_commit(issuer):
     assert answer.status_code == 200, answer.get_json()
     expected = ["SELECT", "WITH"] if dialect == "postgresql" else ["SELECT", "UPDATE", "INSERT"]
     assert seen["statements"] == expected
-    assert len(seen["commits"]) == 1
+    if dialect == "sqlite":
+        assert len(seen["commits"]) == 1
 
 
-def test_retry_within_grace_reads_the_successor_in_the_same_transaction(issuer):
+def test_retry_within_grace_reads_the_successor_after_the_lost_claim(issuer):
     """docs/tokens.md "Refresh families": a retry within the grace window loses the claim and gets
-    the stored successor from one more read, in the same transaction."""
+    the stored successor from one more read (on SQLite in the same transaction)."""
     dialect, app, client, client_id = issuer
     first = exchange(client, client_id)().get_json()
     winner = refresh(client, client_id, first["refresh_token"])
@@ -109,7 +112,8 @@ def test_retry_within_grace_reads_the_successor_in_the_same_transaction(issuer):
         retry = refresh(client, client_id, first["refresh_token"])
     assert retry.status_code == 200 and retry.get_json()["refresh_token"] == winner.get_json()["refresh_token"]
     assert seen["statements"] == ["SELECT", "WITH" if dialect == "postgresql" else "UPDATE", "SELECT"]
-    assert len(seen["commits"]) == 1
+    if dialect == "sqlite":
+        assert len(seen["commits"]) == 1
 
 
 def test_code_exchange_is_read_claim_family_token_and_one_commit(issuer):
