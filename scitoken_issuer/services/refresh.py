@@ -9,12 +9,14 @@ conditional UPDATE (``rotated_at IS NULL`` and the family not revoked), which bo
 (the row lock) and SQLite (the write lock) let only one transaction win; whoever loses the claim
 answers with the successor the winner stored.
 
-A refresh that succeeds runs the lookup, the claim and the successor's INSERT (one statement on
-PostgreSQL) and commits once (docs/tokens.md, "Cost of a refresh"); the statements are built once
-in :mod:`.refresh_records`. A new family and its first token are written when the caller's
-transaction commits (``write_at_commit``), whoever issues them (a code exchange, a device grant,
-a script): the request signs its tokens before its first write, and one that answers with an
-error (a code claimed by a concurrent exchange) writes none of them.
+A refresh that succeeds runs the lookup, the claim and the successor's INSERT (docs/tokens.md,
+"Cost of a refresh"): on SQLite in one transaction; on PostgreSQL the claim and the INSERT are one
+statement, and the grant lets the lookup and that statement each commit on their own (two round
+trips). The statements are built once in :mod:`.refresh_records`. A new family and its first
+token are written when the caller's transaction commits (``write_at_commit``), whoever issues
+them (a code exchange, a device grant, a script): the request signs its tokens before its first
+write, and one that answers with an error (a code claimed by a concurrent exchange) writes none
+of them.
 """
 
 from __future__ import annotations

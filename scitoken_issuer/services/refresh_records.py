@@ -61,7 +61,8 @@ CLAIM = update(tokens).where(
     exists().where(families.c.id == tokens.c.family_id, families.c.revoked_at.is_(None)),
 ).values(rotated_at=bindparam("now"))
 
-#: PostgreSQL: the claim and, when it won, the successor's INSERT in one statement (one round trip)
+#: PostgreSQL: the claim and, when it won, the successor's INSERT in one statement (one round
+#: trip), atomic on its own: the refresh grant runs it without a transaction around it
 _claimed = CLAIM.returning(tokens.c.family_id).cte("claimed")
 _SUCCESSOR_COLUMNS = ("token_hash", "scope", "issued_at", "expires_at")
 CLAIM_AND_STORE = insert(tokens).from_select(

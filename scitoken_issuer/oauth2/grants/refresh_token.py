@@ -6,6 +6,10 @@ re-resolves the user's groups and re-decides every scope: a token only ever says
 filesystem allows now. A narrower ``scope`` or ``audience`` may be asked, never a wider one; the
 family's audience is kept. Rotation hands every refresh of one token the same successor, so
 concurrent refreshes never fork the family (:meth:`RefreshService.rotate`).
+
+On PostgreSQL the lookup and the rotation (one claim-and-insert statement) each commit on their
+own, two round trips in all; the IdP re-check and a family's revocation have short transactions
+of their own (docs/tokens.md, "Cost of a refresh").
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def issue_token(self, user: UserAuthorization, credential: RefreshCredential) -> dict:
         """Mint the access token in the family, then rotate (the family's one successor): signing
         first keeps the claim's lock (a row on PostgreSQL, the database on SQLite) held only for
-        the claim, the successor's INSERT and the commit."""
+        the claim and the successor's INSERT (and SQLite's commit). On PostgreSQL that is one
+        statement committing on its own."""
         token = self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=False)
         try:
             with each_statement_commits():
