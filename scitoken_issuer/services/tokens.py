@@ -20,7 +20,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from .audit import audit
-from .keys import KeyStore, LoadedKey
+from .keys import KeyStore
 from .revocations import RevocationList
 
 logger = logging.getLogger(__name__)
@@ -72,9 +72,10 @@ class TokenService:
         self.issuer = issuer
         self.site_audience = site_audience
         self.default_lifetime = default_lifetime
-        #: the published keys last verified with, and the check of a token's text against them
-        #: (remembered for the last CHECKED_TOKENS tokens; a new key set starts afresh)
-        self._checked: tuple[list[LoadedKey] | None, Callable[[str], dict | None] | None] = (None, None)
+        #: the key ids of the published keys last verified with, and the check of a token's text
+        #: against those keys (remembered for the last CHECKED_TOKENS tokens; a new key set starts
+        #: afresh)
+        self._checked: tuple[tuple[str, ...], Callable[[str], dict | None] | None] = ((), None)
 
     def default_audience(self, profile: str) -> str:
         """The site's ``AUDIENCE`` when set, else the profile's "any" audience."""
@@ -126,10 +127,11 @@ class TokenService:
         keys = self.keys.published()
         if not keys or not isinstance(token, str) or len(token) > 16384:
             return None
+        kids = tuple(k.kid for k in keys)  # the set, not the list: published() builds a new list each second
         checked = self._checked  # one read: another thread may replace it
-        if checked[0] is not keys:
+        if checked[0] != kids:
             check = lru_cache(maxsize=CHECKED_TOKENS)(partial(self._check, KeySet([k.private for k in keys])))
-            checked = self._checked = (keys, check)
+            checked = self._checked = (kids, check)
         claims = checked[1](token)
         return dict(claims) if claims is not None and claims["exp"] > time.time() else None
 
