@@ -191,7 +191,7 @@ def profiling(options: Options, server: WebServer, name: str):
         return
     import subprocess
     options.profile.mkdir(parents=True, exist_ok=True)
-    argv = ["py-spy", "record", "--subprocesses", "--nonblocking", "--rate", "200", "--format", "raw",
+    argv = ["py-spy", "record", "--subprocesses", "--nonblocking", "--gil", "--rate", "200", "--format", "raw",
             "--duration", str(max(1, round(options.duration))), "--pid", str(server.process.proc.pid),
             "--output", str(options.profile / f"{name.replace('+', '-')}.txt")]
     spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
