@@ -15,12 +15,12 @@ from sqlalchemy import event, func, select, text, update
 
 from scitoken_issuer.extensions import db, runtime, separate_transaction
 from scitoken_issuer.models import AuthorizationCode, RefreshFamily, RefreshToken
-from scitoken_issuer.oauth2.oidc import OpenIDCode
+from scitoken_issuer.oauth2.oidc import DeviceIDToken, OpenIDCode
 from scitoken_issuer.services.tokens import TokenService
 from tests.conftest import make_app
 from tests.support.postgres import PostgresServer, postgres_bin
-from tests.support.user_flows import (DEVICE_GRANT, REDIRECT_URI, approve_code, authorize_query, device_tokens, pkce,
-                                      refresh, sign_in)
+from tests.support.user_flows import (DEVICE_GRANT, REDIRECT_URI, approve_code, authorize_query, device_approved,
+                                      device_tokens, pkce, refresh, sign_in)
 
 SCOPE = "openid offline_access"
 
@@ -222,6 +222,72 @@ def test_device_grant_family_is_stored_at_its_commit(issuer):
     assert stored_rows(app) == (before[0] + 1, before[1] + 1)
     refreshed = refresh(client, device_client, body["refresh_token"])
     assert refreshed.status_code == 200, refreshed.get_json()
+
+
+def device_client_of(app, grant_types: list[str]) -> str:
+    with app.app_context():
+        client_id = runtime().clients.register(
+            {"token_endpoint_auth_method": "none", "scope": SCOPE, "grant_types": grant_types},
+            admin=True, source="admin").client.client_id
+        db.session.commit()
+    return client_id
+
+
+def test_approved_device_poll_writes_only_after_both_tokens_are_signed(issuer, monkeypatch):
+    """RFC 8628 §3.5 and docs/tokens.md "Cost of a refresh": the poll that collects an approved
+    authorization signs the access token and the ID token before its first write (consuming the
+    authorization), so on SQLite the write lock is never held across a signature; the new family
+    and its refresh token follow at the commit."""
+    _dialect, app, client, _client_id = issuer
+    device_client = device_client_of(app, [DEVICE_GRANT, "refresh_token"])
+    device_tokens(client, device_client, SCOPE)  # keys and client are loaded now
+    start = device_approved(client, device_client, SCOPE)
+    with database_work(app) as seen:
+        def marking(mark, sign):
+            def signed(*args, **kwargs):
+                result = sign(*args, **kwargs)
+                seen["statements"].append(mark)
+                return result
+            return signed
+
+        monkeypatch.setattr(TokenService, "mint", marking("access token signed", TokenService.mint))
+        monkeypatch.setattr(DeviceIDToken, "encode_id_token", marking("ID token signed", DeviceIDToken.encode_id_token))
+        answer = client.post("/auth/token", data={"grant_type": DEVICE_GRANT, "device_code": start["device_code"],
+                                                  "client_id": device_client})
+    assert answer.status_code == 200, answer.get_json()
+    assert "id_token" in answer.get_json() and "refresh_token" in answer.get_json()
+    # the poll's row, its pace (a short transaction of its own, committed at once), the decision,
+    # both signatures, and only then the request's writes: the consumption, the family, its token
+    assert seen["statements"] == ["SELECT", "UPDATE", "SELECT", "access token signed", "ID token signed",
+                                  "UPDATE", "INSERT", "INSERT"]
+    assert len(seen["commits"]) == 2
+
+
+def test_a_device_authorization_consumed_meanwhile_is_refused_and_stores_nothing(issuer, monkeypatch):
+    """RFC 8628 §3.5 (tokens once): a poll whose approved authorization is consumed by a concurrent
+    poll while it signs is ``invalid_grant`` and stores no family and no refresh token."""
+    from scitoken_issuer.models import DeviceCode
+
+    _dialect, app, client, _client_id = issuer
+    device_client = device_client_of(app, [DEVICE_GRANT, "refresh_token"])
+    start = device_approved(client, device_client, SCOPE)
+    before = stored_rows(app)
+
+    def consumed_meanwhile(self, *args, **kwargs):
+        """A concurrent poll consumes it (and commits) while this one signs its ID token (had
+        this one written before, the other would wait for its lock: an error, not a hang)."""
+        with separate_transaction() as session:
+            if session.bind.dialect.name == "postgresql":
+                session.execute(text("SET LOCAL lock_timeout = '5s'"))
+            session.execute(update(DeviceCode).where(DeviceCode.status == "approved").values(status="consumed"))
+        return original(self, *args, **kwargs)
+
+    original = DeviceIDToken.encode_id_token
+    monkeypatch.setattr(DeviceIDToken, "encode_id_token", consumed_meanwhile)
+    lost = client.post("/auth/token", data={"grant_type": DEVICE_GRANT, "device_code": start["device_code"],
+                                            "client_id": device_client})
+    assert lost.status_code == 400 and lost.get_json()["error"] == "invalid_grant", lost.get_json()
+    assert stored_rows(app) == before
 
 
 def test_replayed_code_is_refused_and_nothing_is_committed(issuer):

@@ -217,16 +217,20 @@ class DeviceFlow:
         return row is not None and row.interval > state.interval
 
     def consume(self, device_code_hash: str) -> bool:
-        """Mark an approved authorization used; exactly one poll wins."""
+        """Mark an approved authorization used; exactly one poll wins. Its Redis state goes once
+        that is committed (a poll that then fails keeps both, and the next poll reads the row)."""
         result = db.session.execute(
             update(DeviceCode).where(DeviceCode.device_code_hash == device_code_hash,
                                      DeviceCode.status == "approved").values(status="consumed"))
         if result.rowcount == 1 and self.redis is not None:
-            try:
-                self.redis.delete(self._key(device_code_hash))
-            except redis.RedisError:
-                pass
+            after_commit(lambda: self._forget(device_code_hash))
         return result.rowcount == 1
+
+    def _forget(self, device_code_hash: str) -> None:
+        try:
+            self.redis.delete(self._key(device_code_hash))
+        except redis.RedisError:
+            pass  # its hash says decided: the next poll reads the consumed row and is refused
 
 
 def new_device_code() -> str:

@@ -24,8 +24,8 @@ def device_start(client, client_id: str, scope: str, **extra) -> tuple[int, dict
     return response.status_code, response.get_json()
 
 
-def device_tokens(client, client_id: str, scope: str, **extra) -> dict:
-    """Start a device authorization, approve it as the signed-in user, poll once: the token body."""
+def device_approved(client, client_id: str, scope: str, **extra) -> dict:
+    """Start a device authorization and approve it as the signed-in user: the start's body."""
     status, start = device_start(client, client_id, scope, **extra)
     assert status == 200, start
     page = client.get(f"/auth/device?user_code={start['user_code']}")
@@ -33,6 +33,12 @@ def device_tokens(client, client_id: str, scope: str, **extra) -> dict:
     done = client.post("/auth/device", data={"user_code": start["user_code"], "decision": "approve",
                                               "csrf_token": csrf_token(page.get_data(as_text=True))})
     assert done.status_code == 200, done.get_data(as_text=True)
+    return start
+
+
+def device_tokens(client, client_id: str, scope: str, **extra) -> dict:
+    """Start a device authorization, approve it as the signed-in user, poll once: the token body."""
+    start = device_approved(client, client_id, scope, **extra)
     token = client.post("/auth/token", data={"grant_type": DEVICE_GRANT, "device_code": start["device_code"],
                                              "client_id": client_id})
     assert token.status_code == 200, token.get_json()

@@ -36,7 +36,21 @@ class DeviceCredential:
 class DeviceCodeGrant(_DeviceCodeGrant):
     """Polls are answered from :class:`~scitoken_issuer.services.device.DeviceFlow` state; the
     whole check is one override of ``validate_device_credential`` (authlib's ``query_user_grant``
-    and ``should_slow_down`` hooks are folded into it, so the decision row is read only once)."""
+    and ``should_slow_down`` hooks are folded into it, so the decision row is read only once).
+    An approved authorization is consumed after its tokens are signed, as a code is
+    (docs/tokens.md, "Cost of a refresh")."""
+
+    def create_token_response(self):
+        """authlib's token response, the access token and (with ``openid``) the ID token signed,
+        then the authorization consumed: the poll's first write, so on SQLite no other request
+        waits on this one's signatures. A concurrent poll that consumed it first makes this one
+        ``invalid_grant``, and the error answer drops its queued refresh family."""
+        answer = super().create_token_response()
+        row = self.request.credential.row
+        if not runtime().device.consume(row.device_code_hash):
+            raise InvalidGrantError("the device code was already used")
+        audit("device", "consumed", subject=row.subject, client_id=row.client_id, scope=row.granted_scope)
+        return answer
 
     def query_device_credential(self, device_code: str) -> DeviceCredential | None:
         state = runtime().device.poll_state(device_code)
@@ -59,10 +73,7 @@ class DeviceCodeGrant(_DeviceCodeGrant):
             raise InvalidGrantError("the device code was already used")
         if row.status != "approved":
             raise AuthorizationPendingError()
-        if not flow.consume(row.device_code_hash):  # a concurrent poll won
-            raise InvalidGrantError("the device code was already used")
-        credential.row = row
-        audit("device", "consumed", subject=row.subject, client_id=row.client_id, scope=row.granted_scope)
+        credential.row = row  # consumed after the tokens are signed (create_token_response)
         return UserAuthorization(subject=row.subject, identity_id=row.identity_id, auth_time=row.decided_at,
                                  grant=Grant(parse_scopes(row.granted_scope or ""), (row.claims or {}).get("groups", [])),
                                  audience=from_text(row.audience))
