@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 from werkzeug.exceptions import HTTPException
 
 from .. import metrics
@@ -22,8 +22,8 @@ def issue_token():
 @bp.after_request
 def count_answer(response):
     """Every answer of the endpoint, also those of the 503 and 500 handlers (docs/metrics.md)."""
-    error = None
-    if response.status_code != 200:
+    error = g.pop("oauth_error", None)  # authlib's error answers name it (oauth2/server.py)
+    if response.status_code != 200 and error is None:  # the 503 and 500 handlers' answers
         body = response.get_json(silent=True)
         error = body.get("error") if isinstance(body, dict) else None
         error = error if isinstance(error, str) else "other"

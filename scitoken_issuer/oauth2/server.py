@@ -7,6 +7,7 @@ import logging
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskAuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, UnsupportedGrantTypeError, \
     UnsupportedResponseTypeError
+from flask import g
 
 from ..extensions import db
 from ..services.clients import ClientRegistry
@@ -106,6 +107,7 @@ class AuthorizationServer(_FlaskAuthorizationServer):
     def handle_error_response(self, request, error):
         if db.session.registry.has():  # a pending poll answered from Redis opened no session
             db.session.rollback()
+        g.oauth_error = error.error  # for the endpoint's metrics, which need not parse the body
         if not error.description:  # RFC 6749 §5.2: every error here has an error_description
             error.description = error_description(error.get_error_description() or
                                                   error.error.replace("_", " "))
