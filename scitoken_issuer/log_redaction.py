@@ -20,6 +20,8 @@ _SECRET_FIELD = re.compile(
     r"""(["']?\b(?:client_secret|password|code|device_code|user_code|code_verifier|access_token|"""
     r"""refresh_token|id_token|subject_token|actor_token|registration_access_token|token|state|nonce)"""
     r"""\b["']?\s*[:=]\s*["']?)[^"'&,;\s}]+""", re.IGNORECASE)
+#: every name :data:`_SECRET_FIELD` masks holds one of these words
+_SECRET_WORDS = ("secret", "password", "code", "token", "state", "nonce")
 
 
 def redact(text: str) -> str:
@@ -27,15 +29,17 @@ def redact(text: str) -> str:
 
     Every line of every process passes here (one access-log line per request), so a pattern runs
     only when the line holds what it cannot match without: ``=`` or ``:`` for a name and its
-    value, a scheme word for credentials, ``eyJ`` for a JWT."""
+    value, a scheme word or a secret-field word for the case-blind patterns, ``eyJ`` for a JWT.
+    Those words are looked for case-folded (``casefold``, not ``lower``), as the patterns'
+    ``IGNORECASE`` matches them (``ſ`` for ``s``, the Kelvin sign for ``k``)."""
     if "=" in text:
         text = _QUERY_VALUE.sub(lambda m: m.group(1) + MASK, text)
-    folded = text.lower()
+    folded = text.casefold()  # the masks below only take words away, so this stays a superset
     if "bearer" in folded or "basic" in folded or "dpop" in folded:
         text = _CREDENTIALS.sub(lambda m: f"{m.group(1)} {MASK}", text)
     if "eyJ" in text:
         text = _JWT.sub(MASK, text)
-    if "=" in text or ":" in text:
+    if ("=" in text or ":" in text) and any(word in folded for word in _SECRET_WORDS):
         text = _SECRET_FIELD.sub(lambda m: m.group(1) + MASK, text)
     return text
 

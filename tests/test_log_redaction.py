@@ -37,10 +37,26 @@ SERVICE_SECRET = "site-service-secret-0123456789abcdef-0123456789"
     ('{"refresh_token": "rt-secret-value", "scope": "openid"}', "rt-secret-value"),
     ("client_secret=hunter2hunter2&grant_type=client_credentials", "hunter2hunter2"),
     ("device_code: dc-secret-value", "dc-secret-value"),
+    # the case-blind patterns match these spellings, so the words that let them run must too
+    ("client_\u017fecret: long-s-secret", "long-s-secret"),
+    ("to\u212aen: kelvin-sign-secret", "kelvin-sign-secret"),
+    ("Authorization: BA\u017fIC Y2xpOnNlY3JldA==", "Y2xpOnNlY3JldA"),
 ])
 def test_redact_masks_secret_values(line, secret):
     masked = redact(line)
     assert secret not in masked and MASK in masked
+
+
+def test_every_secret_field_name_holds_a_word_that_lets_its_pattern_run():
+    """docs/security-web.md: the secret-field pattern runs only on lines holding one of
+    ``_SECRET_WORDS``; a name added to the pattern without such a word would never be masked."""
+    import re as regex
+
+    from scitoken_issuer import log_redaction
+
+    names = regex.search(r"\(\?:([^)]*)\)", log_redaction._SECRET_FIELD.pattern).group(1).split("|")
+    assert len(names) > 10
+    assert [name for name in names if not any(word in name for word in log_redaction._SECRET_WORDS)] == []
 
 
 def test_redact_keeps_what_operators_need():
