@@ -8,8 +8,8 @@ the user's decision are announced in Redis only after their transaction commits 
 hook), so the decision is durable before the Redis hash says decided, and the next poll reads
 the outcome from the database and consumes it once.
 Without Redis every poll reads its row and records its pace in one UPDATE (two prebuilt
-statements, each on a connection of its own: a pending answer opens no ORM session). Either way nothing lives only in a web process, so a restart of the web processes
-loses nothing.
+statements, each on a connection of its own: a pending answer opens no ORM session). Either way
+nothing lives only in a web process, so a restart of the web processes loses nothing.
 """
 
 from __future__ import annotations
@@ -208,9 +208,9 @@ class DeviceFlow:
             except redis.RedisError:
                 pass  # fall through to the database
         # one statement in a short transaction of its own (a connection, no ORM session): the
-        # slower pace must outlive the error answer. It records this poll and adds the step when the previous one came sooner
-        # than the interval; the interval it returns grew exactly then (a concurrent poll's
-        # step is also this poll's: it came right after that one).
+        # slower pace must outlive the error answer. It records this poll and adds the step when
+        # the previous one came sooner than the interval; the interval it returns grew exactly
+        # then (a concurrent poll's step is also this poll's: it came right after that one).
         with db.engine.begin() as connection:
             row = connection.execute(
                 PACE, {"digest": state.device_code_hash, "now": int(now), "step": SLOW_DOWN_STEP}).first()
