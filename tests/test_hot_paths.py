@@ -63,18 +63,24 @@ def test_changed_client_is_seen_at_once_in_this_process(client, make_client, ste
     assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
 
 
+def device_client_auth() -> dict:
+    """In an app context: copies kept fresh for the test, and a confidential device-flow client
+    registered; its Basic authorization header."""
+    runtime().version.max_age = 600
+    registered = runtime().clients.register(
+        {"grant_types": [DEVICE_GRANT], "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"},
+        admin=True, source="admin")
+    db.session.commit()
+    return basic_auth(registered.client.client_id, registered.client_secret)
+
+
 def test_pending_device_poll_runs_no_statement(tmp_path, redis_url):
     """RFC 8628 §3.5: with Redis a pending poll is answered from Redis alone, and polling faster
     than the interval is slow_down with the interval 5 s longer."""
     app = make_app(tmp_path, REDIS_URL=redis_url, DEVICE_POLL_INTERVAL=5)
     with app.app_context():
-        runtime().version.max_age = 600
-        registered = runtime().clients.register(
-            {"grant_types": [DEVICE_GRANT], "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"},
-            admin=True, source="admin")
-        db.session.commit()
+        auth = device_client_auth()
         client = app.test_client()
-        auth = basic_auth(registered.client.client_id, registered.client_secret)
         codes = [client.post("/auth/device/code", data={"scope": "openid"}, headers=auth).get_json()["device_code"]
                  for _ in range(2)]
         poll = {"grant_type": DEVICE_GRANT}
@@ -100,12 +106,7 @@ def test_pending_device_poll_opens_no_database_session(tmp_path, request, monkey
     settings = {"REDIS_URL": request.getfixturevalue("redis_url")} if with_redis else {}
     app = make_app(tmp_path, DEVICE_POLL_INTERVAL=5, **settings)
     with app.app_context():
-        runtime().version.max_age = 600
-        registered = runtime().clients.register(
-            {"grant_types": [DEVICE_GRANT], "scope": "openid", "token_endpoint_auth_method": "client_secret_basic"},
-            admin=True, source="admin")
-        db.session.commit()
-        auth = basic_auth(registered.client.client_id, registered.client_secret)
+        auth = device_client_auth()
     client = app.test_client()
     code = client.post("/auth/device/code", data={"scope": "openid"}, headers=auth).get_json()["device_code"]
     poll = {"grant_type": DEVICE_GRANT, "device_code": code}

@@ -131,9 +131,9 @@ def test_code_exchange_is_read_claim_family_token_and_one_commit(issuer):
 
 
 @contextlib.contextmanager
-def signatures_among_statements(app, monkeypatch):
+def signatures_among_statements(app, monkeypatch, id_token=OpenIDCode):
     """:func:`database_work`, with a mark in the statement list once the access token and once
-    the ID token is signed."""
+    the ID token is signed (by the grant's ``id_token`` extension: the code's or the device's)."""
     with database_work(app) as seen:
         def marking(mark, sign):
             def signed(*args, **kwargs):
@@ -143,7 +143,7 @@ def signatures_among_statements(app, monkeypatch):
             return signed
 
         monkeypatch.setattr(TokenService, "mint", marking("access token signed", TokenService.mint))
-        monkeypatch.setattr(OpenIDCode, "encode_id_token", marking("ID token signed", OpenIDCode.encode_id_token))
+        monkeypatch.setattr(id_token, "encode_id_token", marking("ID token signed", id_token.encode_id_token))
         yield seen
 
 
@@ -242,16 +242,7 @@ def test_approved_device_poll_writes_only_after_both_tokens_are_signed(issuer, m
     device_client = device_client_of(app, [DEVICE_GRANT, "refresh_token"])
     device_tokens(client, device_client, SCOPE)  # keys and client are loaded now
     start = device_approved(client, device_client, SCOPE)
-    with database_work(app) as seen:
-        def marking(mark, sign):
-            def signed(*args, **kwargs):
-                result = sign(*args, **kwargs)
-                seen["statements"].append(mark)
-                return result
-            return signed
-
-        monkeypatch.setattr(TokenService, "mint", marking("access token signed", TokenService.mint))
-        monkeypatch.setattr(DeviceIDToken, "encode_id_token", marking("ID token signed", DeviceIDToken.encode_id_token))
+    with signatures_among_statements(app, monkeypatch, id_token=DeviceIDToken) as seen:
         answer = client.post("/auth/token", data={"grant_type": DEVICE_GRANT, "device_code": start["device_code"],
                                                   "client_id": device_client})
     assert answer.status_code == 200, answer.get_json()
