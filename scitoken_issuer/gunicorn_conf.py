@@ -4,6 +4,9 @@
   (:mod:`scitoken_issuer.log_redaction`); every other log line goes to stderr, masked alike.
 - gunicorn trusts no forwarding header from anyone: which proxies may set ``X-Forwarded-*`` is
   the app's ``TRUSTED_PROXIES`` setting, applied by werkzeug's ProxyFix (docs/security-web.md).
+- One worker per CPU the process may use, each with a few threads for requests that wait on the
+  network (:func:`web_workers`, :func:`web_threads`; ``WEB_CONCURRENCY`` and ``WEB_THREADS``
+  override them).
 - Each worker takes as many connections as it has threads and closes each after its answer.
 - The workers add up their metrics in one directory (docs/metrics.md, "Processes"):
   ``PROMETHEUS_MULTIPROC_DIR``, emptied when the master starts, or a private one made then.
@@ -12,8 +15,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
+from pathlib import Path
 
 from gunicorn.glogging import Logger
 
@@ -47,6 +52,51 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+#: threads per worker unless WEB_THREADS says otherwise
+DEFAULT_THREADS = 4
+#: cgroup v2's CPU limit of this process's group: "<quota> <period>" or "max <period>"
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def _count(name: str, default: int) -> int:
+    """The positive whole number in environment variable ``name``, or ``default`` when unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise SystemExit(f"scitoken-issuer: {name} must be a positive whole number, not {text!r}")
+    return int(text)
+
+
+def usable_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may run on (its affinity), fewer when its cgroup caps CPU time (a
+    container started with ``--cpus 2`` on a larger host)."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit visible: the affinity is the limit
+    return cpus
+
+
+def web_workers() -> int:
+    """``WEB_CONCURRENCY``, or one worker per usable CPU: token work is CPU work, and every
+    process beyond the cores only adds switching between them (docs/architecture.md, "Web
+    processes")."""
+    return _count("WEB_CONCURRENCY", usable_cpus())
+
+
+def web_threads() -> int:
+    """``WEB_THREADS``, or :data:`DEFAULT_THREADS`: a request waiting on the network (PostgreSQL,
+    the upstream IdP, LDAP) leaves its worker's other threads answering."""
+    return _count("WEB_THREADS", DEFAULT_THREADS)
+
+
+workers = web_workers()
+threads = web_threads()
 
 #: Connections are closed after each answer, and a worker accepts only as many connections as it
 #: has threads (:func:`one_connection_per_thread`), so a waiting connection stays in the kernel's queue until some
