@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from .database import engine_options, init_engine
-from .extensions import csrf, db, migrate
+from .database import autocommit_twin, engine_options, init_engine
+from .extensions import AUTOCOMMIT_ENGINE, csrf, db, migrate
 from .runtime import Runtime
 from .settings import Settings
 
@@ -93,6 +93,8 @@ def init_database(app: Flask) -> None:
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     with app.app_context():
         init_engine(db.engine)
+        if db.engine.dialect.name == "postgresql":
+            app.extensions[AUTOCOMMIT_ENGINE] = autocommit_twin(db.engine)
 
 
 def init_runtime(app: Flask, settings: Settings) -> None:

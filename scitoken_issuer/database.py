@@ -5,6 +5,11 @@ PostgreSQL connections are checked when taken from the pool without a round trip
 restarted or dropped the connection has closed its end, so the socket is readable (end of file
 or a final error message) where a live, idle connection has nothing to read. Such a connection
 is discarded and a fresh one taken, so the first request after a restart is served normally.
+
+On PostgreSQL a second engine on the same database, its *autocommit twin*, keeps a pool of its
+own whose connections stay in autocommit mode, for the statements that commit on their own
+(``extensions.each_statement_commits``): switching a pooled connection into autocommit mode and
+back cost more Python work than the statement itself.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 import select
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 
@@ -36,6 +41,16 @@ def init_engine(engine: Engine) -> None:
         event.listen(engine, "connect", _sqlite_write_ahead_log)
     else:
         event.listen(engine, "checkout", _discard_closed)
+
+
+def autocommit_twin(engine: Engine) -> Engine:
+    """A second engine on ``engine``'s PostgreSQL database, with a pool of its own, whose
+    connections stay in autocommit mode (each statement commits on its own). It holds no
+    connection until one is used, and is disposed with ``engine``."""
+    twin = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_recycle=POOL_RECYCLE)
+    init_engine(twin)
+    event.listen(engine, "engine_disposed", lambda _engine: twin.dispose())
+    return twin
 
 
 def _sqlite_write_ahead_log(connection, _record) -> None:

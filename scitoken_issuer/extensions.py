@@ -10,7 +10,7 @@ from sqlalchemy import event
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import Connection, MetaData
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 from sqlalchemy.sql import Executable
 
@@ -42,6 +42,8 @@ csrf = CSRFProtect()
 _AFTER_COMMIT = "scitoken_issuer.after_commit"
 #: ``Session.info`` key of the writes waiting for the current transaction to commit.
 _AT_COMMIT = "scitoken_issuer.write_at_commit"
+#: ``app.extensions`` key of the PostgreSQL database's autocommit twin (``database.autocommit_twin``)
+AUTOCOMMIT_ENGINE = "scitoken_issuer.autocommit_engine"
 
 
 @contextlib.contextmanager
@@ -61,27 +63,25 @@ def separate_transaction() -> Iterator[Session]:
 
 
 @contextlib.contextmanager
-def each_statement_commits() -> Iterator[None]:
-    """Inside the block, each statement of the request's session commits on its own (PostgreSQL
-    ``AUTOCOMMIT``): no ``BEGIN`` and ``COMMIT`` round trips around it. For statements that need
-    no transaction around them: a read, or a write that is one atomic statement (the refresh
-    grant's lookup and claim, docs/tokens.md "Cost of a refresh").
+def each_statement_commits() -> Iterator[Connection]:
+    """A connection on which each statement commits on its own (PostgreSQL autocommit mode): no
+    ``BEGIN`` and ``COMMIT`` round trips around it. For statements that need no transaction
+    around them: a read, or a write that is one atomic statement (the refresh grant's lookup and
+    claim, docs/tokens.md "Cost of a refresh").
 
-    On leaving the block the connection goes back to the pool, where SQLAlchemy restores its
-    normal isolation level, so whatever the request does next runs in a transaction again. On
-    SQLite, or when the session has already begun a transaction, the statements simply join
-    the session's transaction (committed at the edge), as everywhere else."""
+    The connection comes from the database's autocommit twin (``database.autocommit_twin``), a
+    pool of connections that stay in that mode, and goes back to it on leaving the block; the
+    request's session is not touched, so whatever it does next runs in a transaction as
+    everywhere else. On SQLite, or when the session has already begun a transaction, it is the
+    session's connection: the statements simply join the session's transaction (committed at
+    the edge)."""
     session = db.session()
-    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
-        yield
+    twin = current_app.extensions.get(AUTOCOMMIT_ENGINE)
+    if twin is None or session.in_transaction():
+        yield session.connection()
         return
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        raise
-    session.commit()  # nothing is pending: this only gives the connection back
+    with twin.connect() as connection:
+        yield connection
 
 
 def after_commit(callback: Callable[[], None]) -> None:

@@ -1,6 +1,7 @@
 """A refresh on PostgreSQL in two round trips (docs/tokens.md, "Cost of a refresh"; RFC 6749 §6):
-the lookup and the claim-and-store each commit on their own, with no BEGIN and no COMMIT, and
-the connection goes back to the pool in its normal isolation level. Counted on the wire
+the lookup and the claim-and-store each commit on their own, with no BEGIN and no COMMIT, on
+connections of the database's autocommit twin; the request session's connections keep their
+transactions. Counted on the wire
 (tests/support/pg_wire.py), where psycopg's own BEGIN and COMMIT show; what SQLAlchemy runs on
 both databases is in tests/test_token_statements.py."""
 
@@ -16,7 +17,7 @@ from scitoken_issuer.models import SigningKey
 from tests.conftest import make_app
 from tests.support.pg_wire import round_trips
 from tests.support.user_flows import refresh, sign_in
-from tests.test_token_statements import engine_of, exchange, public_client
+from tests.test_token_statements import engine_of, engines_of, exchange, public_client
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_refresh_is_two_round_trips(issuer):
     app, client, client_id = issuer
     warm = refresh(client, client_id, exchange(client, client_id)().get_json()["refresh_token"])
     assert warm.status_code == 200, warm.get_json()  # keys and client are loaded now
-    with round_trips(engine_of(app)) as wire:
+    with round_trips(*engines_of(app)) as wire:
         answer = refresh(client, client_id, warm.get_json()["refresh_token"])
     assert answer.status_code == 200, answer.get_json()
     assert wire.trips == ["SELECT", "WITH"]
@@ -52,28 +53,28 @@ def test_retry_within_grace_is_three_round_trips(issuer):
     app, client, client_id = issuer
     first = exchange(client, client_id)().get_json()["refresh_token"]
     winner = refresh(client, client_id, first)
-    with round_trips(engine_of(app)) as wire:
+    with round_trips(*engines_of(app)) as wire:
         retry = refresh(client, client_id, first)
     assert retry.status_code == 200 and retry.get_json()["refresh_token"] == winner.get_json()["refresh_token"]
     assert wire.trips == ["SELECT", "WITH", "SELECT"]
 
 
-def test_the_next_request_on_the_connection_runs_in_a_transaction(issuer):
-    """The refresh's connection goes back to the pool in its normal isolation level: the next
-    request on that same server connection (a code exchange, RFC 6749 §4.1.3) is one
-    transaction, BEGIN to COMMIT."""
+def test_the_refresh_leaves_the_session_pool_alone_and_the_next_request_runs_in_a_transaction(issuer):
+    """The refresh's two statements run on the autocommit twin's connections, none from the
+    session's pool (so no connection there is switched into autocommit mode and back), and the
+    next request (a code exchange, RFC 6749 §4.1.3) is one transaction, BEGIN to COMMIT."""
     app, client, client_id = issuer
     token = exchange(client, client_id)().get_json()["refresh_token"]
-    send = exchange(client, client_id)  # the consent is given before the pool is emptied
-    engine = engine_of(app)
-    engine.dispose()  # from here on the pool holds the one connection the refresh opens
-    with round_trips(engine) as during_refresh:
+    send = exchange(client, client_id)  # the consent is given before the pools are emptied
+    engine, twin = engines_of(app)
+    engine.dispose()  # empties the twin's pool too
+    with round_trips(engine) as session_pool, round_trips(twin) as twin_pool:
         assert refresh(client, client_id, token).status_code == 200
-    assert during_refresh.trips == ["SELECT", "WITH"]
-    assert engine.pool.checkedin() == 1
-    with round_trips(engine) as next_request:
+    assert session_pool.trips == [] and twin_pool.trips == ["SELECT", "WITH"]
+    assert twin.pool.checkedin() == 1 and engine.pool.checkedin() == 0
+    with round_trips(engine, twin) as next_request:
         assert send().status_code == 200
-    assert set(next_request.connections) == set(during_refresh.connections)
+    assert not set(next_request.connections) & set(twin_pool.connections)
     trips = next_request.trips
     assert trips[0] == "BEGIN" and trips[-1] == "COMMIT" and "UPDATE" in trips and trips.count("BEGIN") == 1, trips
 
@@ -86,7 +87,7 @@ def test_refresh_joins_a_transaction_the_request_began(issuer):
     token = exchange(client, client_id)().get_json()["refresh_token"]
     with app.app_context():
         runtime().version.max_age = 0  # every copy of shared state is reloaded from the database
-    with round_trips(engine_of(app)) as wire:
+    with round_trips(*engines_of(app)) as wire:
         answer = refresh(client, client_id, token)
     assert answer.status_code == 200, answer.get_json()
     assert wire.trips[0] == "BEGIN" and wire.trips[-1] == "COMMIT", wire.trips
@@ -106,7 +107,7 @@ def test_a_signing_key_created_during_a_refresh_is_committed_with_the_claim(issu
         before = db.session.scalar(select(func.count()).select_from(SigningKey))
         db.session.commit()
         keys.clock = lambda: time.time() + keys.rotation_seconds  # rotation is due now
-    with round_trips(engine_of(app)) as wire:
+    with round_trips(*engines_of(app)) as wire:
         answer = refresh(client, client_id, token)
     assert answer.status_code == 200, answer.get_json()
     trips = wire.trips

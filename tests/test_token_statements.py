@@ -13,7 +13,7 @@ import contextlib
 import pytest
 from sqlalchemy import event, func, select, text, update
 
-from scitoken_issuer.extensions import db, runtime, separate_transaction
+from scitoken_issuer.extensions import AUTOCOMMIT_ENGINE, db, runtime, separate_transaction
 from scitoken_issuer.models import AuthorizationCode, RefreshFamily, RefreshToken
 from scitoken_issuer.oauth2.oidc import DeviceIDToken, OpenIDCode
 from scitoken_issuer.services.tokens import TokenService
@@ -30,10 +30,16 @@ def engine_of(app):
         return db.engine
 
 
+def engines_of(app) -> list:
+    """The app's engine and, on PostgreSQL, its autocommit twin (``database.autocommit_twin``)."""
+    twin = app.extensions.get(AUTOCOMMIT_ENGINE)
+    return [engine_of(app), *([twin] if twin is not None else [])]
+
+
 @contextlib.contextmanager
 def database_work(app):
-    """The statements (their first word) and commits of the app's engine inside the block, and the
-    separate sessions opened (``separate_transaction``)."""
+    """The statements (their first word) and commits of the app's engines inside the block, and
+    the separate sessions opened (``separate_transaction``)."""
     seen: dict[str, list] = {"statements": [], "commits": []}
 
     def statement(conn, cursor, text, *args):
@@ -42,14 +48,16 @@ def database_work(app):
     def commit(conn):
         seen["commits"].append(conn)
 
-    engine = engine_of(app)
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "commit", commit)
+    engines = engines_of(app)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(engine, "commit", commit)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", statement)
-        event.remove(engine, "commit", commit)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", statement)
+            event.remove(engine, "commit", commit)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -337,16 +345,18 @@ def restartable_postgres():
 
 
 def test_first_requests_after_a_postgres_restart_succeed(tmp_path, restartable_postgres):
-    """docs/configuration.md "Database": every pooled connection died with the server; the pool
-    replaces them on checkout, so no request after the restart fails."""
+    """docs/configuration.md "Database": every pooled connection died with the server (in the
+    session's pool and in the autocommit twin's); each pool replaces them on checkout, so no
+    request after the restart fails."""
     app = make_app(tmp_path, DATABASE_URL=restartable_postgres.url)
     client_id = public_client(app)
     client = app.test_client()
     sign_in(client)
-    token = exchange(client, client_id)().get_json()["refresh_token"]
-    engine = engine_of(app)
-    pooled = engine.pool.checkedin()
-    assert pooled >= 1
+    first = exchange(client, client_id)().get_json()["refresh_token"]
+    token = refresh(client, client_id, first).get_json()["refresh_token"]
+    engine, twin = engines_of(app)
+    pooled = engine.pool.checkedin() + twin.pool.checkedin()
+    assert engine.pool.checkedin() >= 1 and twin.pool.checkedin() >= 1  # the session's and the autocommit twin's
     restartable_postgres.restart()
     try:
         for _ in range(pooled + 2):  # more requests than pooled connections: each one is replaced

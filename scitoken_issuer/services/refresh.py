@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import db, separate_transaction, write_at_commit
@@ -54,11 +54,14 @@ class RefreshService:
         self.lifetime = lifetime
         self.reuse_grace = reuse_grace
 
-    def lookup(self, token_string: str) -> tuple[TokenRecord, FamilyRecord] | None:
-        """The presented token and its family, as stored (one statement)."""
+    def lookup(self, token_string: str, connection: Connection | None = None
+               ) -> tuple[TokenRecord, FamilyRecord] | None:
+        """The presented token and its family, as stored (one statement, on ``connection`` or
+        the request session's)."""
         if not isinstance(token_string, str) or not token_string or len(token_string) > 512:
             return None
-        row = db.session.connection().execute(LOOKUP, {"presented_hash": self.box.hash(token_string)}).first()
+        connection = connection if connection is not None else db.session.connection()
+        row = connection.execute(LOOKUP, {"presented_hash": self.box.hash(token_string)}).first()
         return records(row) if row else None
 
     def revoke_family(self, family_id: str, reason: str, session: Session | None = None) -> None:
@@ -144,15 +147,17 @@ class RefreshService:
         """The one refresh token that replaces ``presented``."""
         return self.box.derive(SUCCESSOR, presented)
 
-    def rotate(self, token: TokenRecord, family: FamilyRecord, presented: str) -> str:
-        """Mark ``token`` used and return its successor (stored). Raises :class:`RefreshRefused`.
+    def rotate(self, token: TokenRecord, family: FamilyRecord, presented: str,
+               connection: Connection | None = None) -> str:
+        """Mark ``token`` used and return its successor (stored, on ``connection`` or the request
+        session's). Raises :class:`RefreshRefused`.
 
         One conditional UPDATE claims the token; only its winner stores the successor. A
         concurrent refresh or a retry within the grace window gets the same successor, as long
         as nobody has used it yet (otherwise the family has moved on without this caller).
         """
         successor = self.successor(presented)
-        connection = db.session.connection()
+        connection = connection if connection is not None else db.session.connection()
         if claim(connection, token.token_hash, int(time.time()), self._row(successor, family)):
             return successor
         # Lost the race, a retry, or revoked meanwhile: read the committed state (not the identity map).

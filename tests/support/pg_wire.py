@@ -50,9 +50,9 @@ def round_trip_labels(trace: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def round_trips(engine: Engine) -> Iterator[Wire]:
-    """The :class:`Wire` of ``engine`` (psycopg 3) inside the block; every connection taken from
-    the pool inside it must be back in the pool at its end."""
+def round_trips(*engines: Engine) -> Iterator[Wire]:
+    """The :class:`Wire` of ``engines`` (psycopg 3) inside the block; every connection taken from
+    their pools inside it must be back in its pool at its end."""
     import psycopg
 
     wire = Wire()
@@ -75,11 +75,13 @@ def round_trips(engine: Engine) -> Iterator[Wire]:
             with open(path) as trace:
                 wire.trips.extend(round_trip_labels(trace.read()))
 
-        event.listen(engine, "checkout", checkout)
-        event.listen(engine, "checkin", checkin)
+        for engine in engines:
+            event.listen(engine, "checkout", checkout)
+            event.listen(engine, "checkin", checkin)
         try:
             yield wire
         finally:
-            event.remove(engine, "checkout", checkout)
-            event.remove(engine, "checkin", checkin)
+            for engine in engines:
+                event.remove(engine, "checkout", checkout)
+                event.remove(engine, "checkin", checkin)
         assert not traced, "a connection was still taken from the pool at the end of the block"

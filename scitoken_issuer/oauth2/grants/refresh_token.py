@@ -78,8 +78,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshCredential | None:
         rt = runtime()
-        with each_statement_commits():
-            found = rt.refresh.lookup(refresh_token)
+        with each_statement_commits() as connection:
+            found = rt.refresh.lookup(refresh_token, connection)
         if found is None:
             return None
         token, family = found
@@ -154,9 +154,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         statement committing on its own."""
         token = self.generate_token(user=user, scope=user.grant.scope, include_refresh_token=False)
         try:
-            with each_statement_commits():
+            with each_statement_commits() as connection:
                 token["refresh_token"] = runtime().refresh.rotate(credential.token, credential.family,
-                                                                  credential.presented)
+                                                                  credential.presented, connection)
         except RefreshRefused as exc:
             self._refused(credential.family, str(exc))
         return token
