@@ -70,11 +70,14 @@ def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def measure(url: str, what: load.Load, options: Options) -> load.Result:
-    result = load.run(url, what, options.duration, options.connections)
+def measure(server: WebServer | NodePeer, what: load.Load, options: Options) -> tuple[load.Result, float]:
+    """The load's result and the CPU time the server spent meanwhile (its workers, or the peer)."""
+    before = server.cpu_seconds()
+    result = load.run(server.url, what, options.duration, options.connections)
+    spent = server.cpu_seconds() - before
     if result.failures:
         progress(f"    {result.failures} errors ({result.throttled} × 429), first: {result.first_error}")
-    return result
+    return result, spent
 
 
 def warm_up(url: str, *loads: load.Load) -> None:
@@ -112,16 +115,16 @@ class References:
 
     def floor(self, name: str) -> float:
         server = self.servers[name]
-        result = measure(server.url, FLOOR_LOADS[name], self.options)
-        self.samples[name].append(Row.from_result(self.NAMES[name], "gunicorn", result, server.worker_rss_mb()))
+        result, cpu = measure(server, FLOOR_LOADS[name], self.options)
+        self.samples[name].append(Row.from_result(self.NAMES[name], "gunicorn", result, server.worker_rss_mb(), cpu))
         return result.rate
 
     def peer_rate(self) -> float | None:
         if self.peer is None:
             return None
-        result = measure(self.peer.url, self.peer_load, self.options)
+        result, cpu = measure(self.peer, self.peer_load, self.options)
         self.samples["peer"].append(Row.from_result("peer oidc-provider client_credentials", "node, 1 process",
-                                                    result, self.peer.rss_mb()))
+                                                    result, self.peer.rss_mb(), cpu))
         return result.rate
 
     def summary(self) -> list[Row]:
@@ -174,10 +177,10 @@ def run_issuer(config: str, options: Options, stack: contextlib.ExitStack, refer
         floor_rate = references.floor(scenario.floor)
         peer_rate = references.peer_rate() if name == "client_credentials" else None
         with profiling(options, server, f"{config}-{name}"):
-            result = measure(server.url, scenario.load(prepared), options)
+            result, cpu = measure(server, scenario.load(prepared), options)
         if scenario.consumes and result.wrapped:
             progress(f"    inputs ran out ({result.wrapped} wraps): raise --max-rate")
-        rows.append(Row.from_result(name, config, result, server.worker_rss_mb(), floor=scenario.floor,
+        rows.append(Row.from_result(name, config, result, server.worker_rss_mb(), cpu, floor=scenario.floor,
                                     floor_rate=floor_rate, peer_rate=peer_rate))
     server.stop()
     return rows

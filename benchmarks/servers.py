@@ -34,6 +34,18 @@ def procfile_web_argv(target: str, port: int, procfile: Path = PROCFILE) -> list
     return argv[:-1] + ["--no-control-socket", target]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes ``pids`` have used so far (``/proc/<pid>/stat``)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def clean_environment(**settings: str) -> dict:
     """This environment without any issuer setting inherited from the caller, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
@@ -64,6 +76,10 @@ class WebServer:
         for task in Path(f"/proc/{master}/task").glob("*/children"):
             children += [int(pid) for pid in task.read_text().split()]
         return children
+
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far."""
+        return cpu_seconds(self.worker_pids())
 
     def worker_rss_mb(self) -> float:
         """The largest resident set of one worker (VmRSS), in MB."""
@@ -97,6 +113,10 @@ class NodePeer:
         self.process.start()
         self.process.wait_for_port(self.port, timeout=60)
         return self
+
+    def cpu_seconds(self) -> float:
+        """CPU time the node process has used so far (its libuv threads included)."""
+        return cpu_seconds([self.process.proc.pid])
 
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.proc.pid}/status").read_text()

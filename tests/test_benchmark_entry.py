@@ -26,3 +26,4 @@ def test_benchmark_entry_point_runs(tmp_path):
     row = rows["client_credentials"]
     assert row[1] == "sqlite" and row[5] == "0"  # answered, no errors
     assert float(row[2].replace(",", "")) > 0 and row[8]  # requests/s and its ratio to the floor are printed
+    assert float(row[10]) > 0 and float(rows["L2 bare Flask, one fresh JWT"][10]) > 0  # workers' CPU per request
