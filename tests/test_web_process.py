@@ -47,7 +47,8 @@ def test_workers_and_threads_default_to_the_cpus_and_four_and_take_the_environme
     assert web_workers() == 3 and web_threads() == 1
     for bad in ("0", "-2", "two", "1.5"):
         monkeypatch.setenv("WEB_CONCURRENCY", bad)
-        with pytest.raises(SystemExit, match=f"WEB_CONCURRENCY must be a positive whole number, not '{re.escape(bad)}'"):
+        expected = f"WEB_CONCURRENCY must be a positive whole number, not '{re.escape(bad)}'"
+        with pytest.raises(SystemExit, match=expected):
             web_workers()
 
 
