@@ -64,10 +64,13 @@ def test_the_refresh_leaves_the_session_pool_alone_and_the_next_request_runs_in_
     session's pool (so no connection there is switched into autocommit mode and back), and the
     next request (a code exchange, RFC 6749 §4.1.3) is one transaction, BEGIN to COMMIT."""
     app, client, client_id = issuer
-    token = exchange(client, client_id)().get_json()["refresh_token"]
+    first = exchange(client, client_id)().get_json()["refresh_token"]
+    token = refresh(client, client_id, first).get_json()["refresh_token"]
     send = exchange(client, client_id)  # the consent is given before the pools are emptied
     engine, twin = engines_of(app)
-    engine.dispose()  # empties the twin's pool too
+    assert twin.pool.checkedin() == 1
+    engine.dispose()
+    assert twin.pool.checkedin() == 0  # the twin is disposed with the session's engine
     with round_trips(engine) as session_pool, round_trips(twin) as twin_pool:
         assert refresh(client, client_id, token).status_code == 200
     assert session_pool.trips == [] and twin_pool.trips == ["SELECT", "WITH"]
