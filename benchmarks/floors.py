@@ -1,7 +1,8 @@
 """The floors every issuer scenario is compared with, measured in the same run.
 
 - **L1** raw JWT signatures per second of the configured key type, in process (joserfc over
-  ``cryptography``, the library the issuer signs with), one core, times the cores.
+  ``cryptography``, the library the issuer signs with), one core, times the CPUs the web process
+  runs a worker on (``gunicorn_conf.usable_cpus``).
 - **L2** ``jwt_app``: a bare Flask endpoint that answers a POST with one freshly signed JWT in an
   RFC 6749 §5.1 body (``gunicorn benchmarks.floors:jwt_app``, key type from ``KEY_TYPE``).
 - **L3** ``json_app``: a bare Flask endpoint answering a small JSON document.
@@ -46,7 +47,9 @@ def signatures_per_second(key_type: str, seconds: float = 2.0) -> float:
 
 
 def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The CPUs the web process runs a worker on (its affinity, capped by a cgroup CPU quota)."""
+    from scitoken_issuer.gunicorn_conf import usable_cpus
+    return usable_cpus()
 
 
 def jwt_app() -> Flask:
