@@ -47,7 +47,8 @@ def autocommit_twin(engine: Engine) -> Engine:
     """A second engine on ``engine``'s PostgreSQL database, with a pool of its own, whose
     connections stay in autocommit mode (each statement commits on its own). It holds no
     connection until one is used, and is disposed with ``engine``."""
-    twin = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_recycle=POOL_RECYCLE)
+    twin = create_engine(engine.url, isolation_level="AUTOCOMMIT",
+                         **engine_options(engine.url.render_as_string(hide_password=False)))
     init_engine(twin)
     event.listen(engine, "engine_disposed", lambda _engine: twin.dispose())
     return twin
