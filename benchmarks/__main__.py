@@ -7,6 +7,7 @@ fixed duration), prints one table and stops every process it started. See benchm
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import secrets
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import floors, load
-from .inputs import basic_auth, prepare
+from .inputs import Prepared, basic_auth, prepare
 from .report import Row, render
 from .scenarios import BY_NAME, CLIENT_CREDENTIALS_BODY, FLOOR_LOADS, SCENARIOS
 from .servers import NodePeer, WebServer, clean_environment, storage_tree
@@ -137,6 +138,16 @@ class References:
         return rows
 
 
+def protocol_floor(prepared: Prepared, options: Options, stack: contextlib.ExitStack) -> WebServer:
+    """P (``floors.protocol_app``) with the clients the issuer's scenarios authenticate as."""
+    pairs = ",".join(base64.b64decode(auth.split()[1]).decode() for auth in (prepared.service_auth, prepared.user_auth))
+    server = WebServer("floor-P", "benchmarks.floors:protocol_app()",
+                       clean_environment(KEY_TYPE=options.key_type, FLOOR_CLIENTS=pairs), options.log_dir).start()
+    stack.callback(server.stop)
+    warm_up(server.url, *(scenario.load(prepared) for scenario in SCENARIOS if scenario.protocol))
+    return server
+
+
 def issuer_settings(config: str, options: Options, folder: Path, stack: contextlib.ExitStack) -> dict:
     settings = {"SECRET_KEY": BENCH_SECRET, "KEY_TYPE": options.key_type, "AUTH_CODE_LIFETIME": "600",
                 "POSIX_PATH": str(storage_tree()), "INSTANCE_PATH": str(folder / "instance")}
@@ -170,12 +181,19 @@ def run_issuer(config: str, options: Options, stack: contextlib.ExitStack, refer
     server.start()
     stack.callback(server.stop)
     warm_up(server.url, BY_NAME["client_credentials"].load(prepared), BY_NAME["discovery"].load(prepared))
+    protocol = None
+    if any(BY_NAME[name].protocol for name in options.scenarios):
+        protocol = protocol_floor(prepared, options, stack)
     rows = []
     for name in options.scenarios:
         scenario = BY_NAME[name]
         progress(f"  {config}: {name} (after {scenario.floor}{' and the peer' if name == 'client_credentials' else ''}) ...")
         floor_rate = references.floor(scenario.floor)
         peer_rate = references.peer_rate() if name == "client_credentials" else None
+        if scenario.protocol:
+            result, cpu = measure(protocol, scenario.load(prepared), options)
+            rows.append(Row.from_result(f"P authlib alone: {name}", "gunicorn, in memory", result,
+                                        protocol.worker_rss_mb(), cpu, floor=scenario.floor, floor_rate=floor_rate))
         with profiling(options, server, f"{config}-{name}"):
             result, cpu = measure(server, scenario.load(prepared), options)
         if scenario.consumes and result.wrapped:
@@ -183,6 +201,8 @@ def run_issuer(config: str, options: Options, stack: contextlib.ExitStack, refer
         rows.append(Row.from_result(name, config, result, server.worker_rss_mb(), cpu, floor=scenario.floor,
                                     floor_rate=floor_rate, peer_rate=peer_rate))
     server.stop()
+    if protocol is not None:
+        protocol.stop()
     return rows
 
 

@@ -27,3 +27,5 @@ def test_benchmark_entry_point_runs(tmp_path):
     assert row[1] == "sqlite" and row[5] == "0"  # answered, no errors
     assert float(row[2].replace(",", "")) > 0 and row[8]  # requests/s and its ratio to the floor are printed
     assert float(row[10]) > 0 and float(rows["L2 bare Flask, one fresh JWT"][10]) > 0  # workers' CPU per request
+    protocol = rows["P authlib alone: client_credentials"]  # authlib's grant alone, same load, same floor
+    assert protocol[5] == "0" and protocol[7].startswith("L2 ") and float(protocol[8]) > 0
