@@ -20,12 +20,11 @@ what a token service must do (parse, sign, answer) and how much to everything el
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 import time
 import uuid
-
-import hmac
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
@@ -95,7 +94,6 @@ def json_app() -> Flask:
         return jsonify(document)
 
     return app
-
 
 
 class _Client(ClientMixin):
