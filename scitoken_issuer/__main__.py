@@ -10,6 +10,8 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 
+from sqlalchemy.exc import DBAPIError
+
 from .settings import ConfigError
 
 
@@ -44,6 +46,7 @@ def prepare(app) -> list[str]:
     with app.app_context():
         rt = runtime()
         settings = rt.settings
+        settings.check_storage_root()
         uri = app.config["SQLALCHEMY_DATABASE_URI"]
         if uri.startswith("sqlite"):
             upgrade(directory=app.extensions["migrate"].directory)
@@ -72,6 +75,10 @@ def main() -> int:
     except ConfigError as exc:
         print(f"scitoken-issuer: configuration error: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:  # the database refused or is down: its own first line, no traceback
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        print(f"scitoken-issuer: database unavailable: {reason}", file=sys.stderr)
+        return 1
     settings = app.extensions["scitoken_issuer"].settings
     print("scitoken-issuer (embedded)")
     for line in lines:

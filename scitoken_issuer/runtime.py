@@ -114,5 +114,5 @@ class Runtime:
                    logins=Logins(idp, groups, identities),
                    device_decisions=DeviceDecisions(device, clients, user_scopes),
                    maintenance=Maintenance(client, keys, tree, refresh, revocations),
-                   readiness=Readiness(keys, client, idp),
+                   readiness=Readiness(keys, client, idp, settings.posix_path),
                    exchange=TokenExchange(tokens, revocations, refresh, settings.token_profile))

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
 
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
@@ -60,6 +63,23 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
 
 def _str(name: str, value: str) -> str:
     return str(value).strip()
+
+
+def _database_url(name: str, value: str) -> str:
+    """A SQLAlchemy URL whose dialect and driver are installed (the password is never echoed)."""
+    text = str(value).strip()
+    try:
+        url = make_url(text)
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ConfigError(f"{name}: no database driver for {text.split(':', 1)[0]!r} "
+                          "(expected postgresql+psycopg:// or sqlite://)") from None
+    except ArgumentError:  # after its subclass NoSuchModuleError
+        raise ConfigError(f"{name}: not a database URL (expected postgresql+psycopg://user@host/db "
+                          "or sqlite:////path/file.db)") from None
+    except ImportError as exc:
+        raise ConfigError(f"{name}: the driver for {url.drivername!r} is not installed ({exc.name})") from None
+    return text
 
 
 def _json_list(name: str, value: str) -> list:
@@ -143,7 +163,7 @@ class Settings:
         "seconds a group answer may be served from cache")
     group_cache_max_staleness: int = setting(_int(0, 86400 * 7), 3600,
         "seconds a cached answer may still be served while LDAP is down")
-    database_url: str | None = setting(_str, None,
+    database_url: str | None = setting(_database_url, None,
         "SQLAlchemy URL; default SQLite in the instance folder")
     redis_url: str | None = setting(_url(("redis", "rediss", "unix")), None,
         "Redis for Celery, caches and rate limits; unset: in process")
@@ -268,6 +288,13 @@ class Settings:
         for index, client in enumerate(self.static_clients):
             if not isinstance(client.get("client_id"), str) or not client["client_id"]:
                 raise ConfigError(f"STATIC_CLIENTS: entry {index} has no client_id")
+
+    def check_storage_root(self) -> None:
+        """A process that serves tokens needs to read the tree under POSIX_PATH: a path that is
+        not a directory (a typo, a storage mount missing) stops it at start. The CLI and the
+        workers do not ask, so ``db upgrade`` runs where the storage is not mounted."""
+        if self.posix_path is not None and not os.path.isdir(self.posix_path):
+            raise ConfigError(f"POSIX_PATH: {self.posix_path} is not a directory this process can read")
 
     def as_flask_config(self) -> dict[str, Any]:
         return {f.name.upper(): getattr(self, f.name) for f in fields(self)}

@@ -9,6 +9,7 @@ from .settings import ConfigError
 try:
     from .app import create_app
     app = create_app()
+    app.extensions["scitoken_issuer"].settings.check_storage_root()
 except ConfigError as exc:
     print(f"scitoken-issuer: configuration error: {exc}", file=sys.stderr, flush=True)
     sys.exit(4)  # gunicorn: "App failed to load", the arbiter stops instead of respawning

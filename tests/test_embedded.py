@@ -133,6 +133,8 @@ def _single_error_line(output: str, name: str) -> None:
     ({"ACCESS_TOKEN_LIFETIME": "-1"}, "ACCESS_TOKEN_LIFETIME"),
     ({"STATIC_CLIENTS": "[{"}, "STATIC_CLIENTS"),
     ({"ISSUER_ENV": "production"}, "SECRET_KEY"),
+    ({"DATABASE_URL": "foo://bar"}, "DATABASE_URL"),
+    ({"POSIX_PATH": "/nonexistent/storage"}, "POSIX_PATH"),
 ])
 def test_bad_setting_is_one_line(tmp_path, settings, name):
     """docs/configuration.md: a bad value stops the process with one clear line naming it, never a traceback."""
@@ -144,14 +146,30 @@ def test_bad_setting_is_one_line(tmp_path, settings, name):
     _single_error_line(done.stderr, name)
 
 
-def test_gunicorn_entry_with_bad_setting_is_one_line(tmp_path):
+@pytest.mark.parametrize("settings,name", [({"KEY_TYPE": "HS256"}, "KEY_TYPE"),
+                                           ({"POSIX_PATH": "/nonexistent/storage"}, "POSIX_PATH")])
+def test_gunicorn_entry_with_bad_setting_is_one_line(tmp_path, settings, name):
     """docs/configuration.md for the production entry: gunicorn stops (no respawn loop) with the one line."""
     gunicorn = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{free_port()}", "--workers", "1",
                 "scitoken_issuer.wsgi:app"]
     done = subprocess.run(gunicorn, capture_output=True, text=True, timeout=120,
-                          env=environment(tmp_path, KEY_TYPE="HS256"), cwd=ROOT)
+                          env=environment(tmp_path, **settings), cwd=ROOT)
     assert done.returncode != 0
-    _single_error_line(done.stdout + done.stderr, "KEY_TYPE")
+    _single_error_line(done.stdout + done.stderr, name)
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://scitoken:hunter2-secret@127.0.0.1:{port}/issuer",
+                                 "sqlite:////nonexistent/folder/issuer.db"])
+def test_database_down_at_start_is_one_line(tmp_path, url):
+    """docs/configuration.md: a database that refuses at start stops the embedded issuer with one line
+    saying so (exit status 1), never a traceback, never the URL's password."""
+    env = environment(tmp_path, PORT=str(free_port()), DATABASE_URL=url.format(port=free_port()))
+    done = subprocess.run([sys.executable, "-m", "scitoken_issuer"], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=ROOT)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "alembic" not in line]
+    assert len(lines) == 1 and lines[0].startswith("scitoken-issuer: database unavailable: "), done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stdout + done.stderr
 
 
 def test_gunicorn_entry_serves(tmp_path):

@@ -35,11 +35,31 @@ def test_every_setting_has_a_doc():
     ("STATIC_CLIENTS", '{"a": 1}', "STATIC_CLIENTS: expected a JSON list"),
     ("KEY_SIZE", "1024", "KEY_SIZE: must be between 2048"),
     ("SECRET_KEY", "short", "SECRET_KEY: must be at least 32"),
+    ("DATABASE_URL", "foo://bar", "DATABASE_URL: no database driver for 'foo'"),
+    ("DATABASE_URL", "not a url", "DATABASE_URL: not a database URL"),
+    ("DATABASE_URL", "mysql://user:pw@db/issuer", "DATABASE_URL: the driver for 'mysql' is not installed"),
 ])
 def test_bad_value_names_the_variable(name, value, fragment):
     with pytest.raises(ConfigError) as info:
         Settings.load({}, environ={name: value})
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_database_urls_the_issuer_runs_on():
+    """docs/configuration.md DATABASE_URL: PostgreSQL (psycopg 3) and SQLite are accepted as given."""
+    for url in ("postgresql://issuer@db/issuer", "postgresql+psycopg://issuer:pw@db:5432/issuer",
+                "sqlite:////var/lib/scitoken-issuer/issuer.db"):
+        assert Settings.load({}, environ={"DATABASE_URL": url}).database_url == url
+
+
+def test_storage_root_must_be_a_directory_to_serve(tmp_path):
+    """docs/configuration.md POSIX_PATH: the serving processes ask that it is a directory; loading the
+    settings alone (the CLI, ``db upgrade`` where the storage is not mounted) does not."""
+    settings = Settings.load({}, environ={"POSIX_PATH": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="^POSIX_PATH: .*missing is not a directory"):
+        settings.check_storage_root()
+    Settings.load({}, environ={"POSIX_PATH": str(tmp_path)}).check_storage_root()
+    Settings.load({}, environ={}).check_storage_root()
 
 
 def test_cross_field_checks():

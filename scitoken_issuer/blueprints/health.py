@@ -16,7 +16,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready when every dependency answers: database and signing keys (Redis, IdP when configured)."""
+    """Ready when every dependency answers: database and signing keys (Redis, the IdP and the
+    storage tree when configured)."""
     readiness = runtime().readiness
     checks = readiness.report()
     ready = readiness.ready(checks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Callable
 
 import redis
@@ -19,12 +20,16 @@ NOT_YET = "no signing key yet"
 
 
 class Readiness:
-    """Asks the database, the signing keys and, when configured, Redis and the upstream IdP."""
+    """Asks the database, the signing keys and, when configured, Redis, the upstream IdP and the
+    storage tree under POSIX_PATH (a host whose storage mount went away refuses every storage
+    scope, so a load balancer should send its users elsewhere)."""
 
-    def __init__(self, keys: KeyStore, redis_client: redis.Redis | None, idp: UpstreamIdP | None):
+    def __init__(self, keys: KeyStore, redis_client: redis.Redis | None, idp: UpstreamIdP | None,
+                 posix_path: str | None = None):
         self.keys = keys
         self.redis = redis_client
         self.idp = idp
+        self.posix_path = posix_path
 
     def report(self) -> dict[str, str]:
         """name -> "ok" or why not; never raises."""
@@ -50,7 +55,14 @@ class Readiness:
             checks["redis"] = self.redis_ok
         if self.idp is not None:
             checks["idp"] = self.idp_ok
+        if self.posix_path is not None:
+            checks["storage"] = self.storage_ok
         return checks
+
+    def storage_ok(self) -> str:
+        """The tree under POSIX_PATH can be listed (a directory, readable and searchable)."""
+        path = self.posix_path
+        return "ok" if os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK) else "unavailable"
 
     def redis_ok(self) -> str:
         try:
