@@ -95,6 +95,63 @@ def test_garbage_credentials(client, value):
         assert response.status_code >= 400
 
 
+FORM = "application/x-www-form-urlencoded"
+#: per form endpoint, a request that would succeed (or get its own error) but for the repeat
+REPEATED = [
+    ("/auth/token", "grant_type=client_credentials&grant_type=client_credentials", "grant_type"),
+    ("/auth/token", "grant_type=client_credentials&scope=storage.read:/data&scope=compute.read", "scope"),
+    ("/auth/token", "grant_type=client_credentials&audience=https://a.example&audience=https://b.example", "audience"),
+    ("/auth/introspect", "token=one&token=two", "token"),
+    ("/auth/revoke", "token=one&token=two", "token"),
+    ("/auth/device/code", "scope=openid&scope=profile", "scope"),
+]
+
+
+@pytest.mark.parametrize("path,body,name", REPEATED)
+def test_form_endpoints_refuse_repeated_parameters(client, registered, path, body, name):
+    """RFC 6749 §3.1/§3.2: parameters MUST NOT be included more than once — ``invalid_request``
+    naming it, never the first value silently taken (RFC 7662 §2.1, RFC 7009 §2.1, RFC 8628 §3.1
+    use the same form encoding)."""
+    client_obj, secret = registered
+    response = client.post(path, data=body, content_type=FORM, headers=basic_auth(client_obj.client_id, secret))
+    error = assert_rfc_error(response, 400)
+    assert error["error"] == "invalid_request" and name in error["error_description"], error
+
+
+@pytest.mark.parametrize("path,query,body", [
+    ("/auth/token", "client_secret=SECRET", "grant_type=client_credentials"),
+    ("/auth/token", "grant_type=client_credentials", ""),
+    ("/auth/token", "scope=compute.read", "grant_type=client_credentials"),
+    ("/auth/introspect", "token=TOKEN", ""),
+    ("/auth/revoke", "token=TOKEN", ""),
+])
+def test_form_endpoints_refuse_parameters_in_the_uri(client, registered, path, query, body):
+    """RFC 6749 §2.3.1 (client credentials MUST NOT be in the request URI) and §3.2 (parameters
+    in the body): a query string is ``invalid_request``, not read, and gets no token or answer."""
+    client_obj, secret = registered
+    headers = basic_auth(client_obj.client_id, secret)
+    token = client.post("/auth/token", data={"grant_type": "client_credentials"}, headers=headers).get_json()
+    query = query.replace("SECRET", secret).replace("TOKEN", token["access_token"])
+    response = client.post(f"{path}?{query}", data=body, content_type=FORM, headers=headers)
+    error = assert_rfc_error(response, 400)
+    assert error["error"] == "invalid_request" and "URI" in error["error_description"]
+    assert client.post("/auth/introspect", data={"token": token["access_token"]}, headers=headers).get_json()["active"]
+
+
+@pytest.mark.parametrize("path", ["/auth/token", "/auth/introspect", "/auth/revoke", "/auth/device/code"])
+@pytest.mark.parametrize("kind", ["json", "multipart"])
+def test_form_endpoints_want_a_form_body(client, registered, path, kind):
+    """RFC 6749 §3.2 (and RFC 7662 §2.1, RFC 7009 §2.1, RFC 8628 §3.1): the parameters are an
+    ``application/x-www-form-urlencoded`` body; JSON or multipart is ``invalid_request`` saying so,
+    not read as if nothing was sent, nor accepted."""
+    client_obj, secret = registered
+    fields = {"grant_type": "client_credentials", "token": "x", "scope": "compute.read"}
+    kwargs = {"json": fields} if kind == "json" else {"data": fields, "content_type": "multipart/form-data"}
+    response = client.post(path, headers=basic_auth(client_obj.client_id, secret), **kwargs)
+    error = assert_rfc_error(response, 400)
+    assert error["error"] == "invalid_request" and FORM in error["error_description"], error
+
+
 @pytest.mark.parametrize("body", [
     {"client_name": 42}, {"client_name": None}, {"client_name": ["a"]}, {"client_name": {"a": 1}},
     {"redirect_uris": [None]}, {"redirect_uris": [42]}, {"redirect_uris": [{"a": 1}]}, {"redirect_uris": {}},

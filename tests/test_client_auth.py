@@ -52,6 +52,17 @@ def test_unknown_client_id_in_form(client):
     assert response.status_code in (400, 401)
 
 
+@pytest.mark.parametrize("path", [TOKEN, "/auth/introspect", "/auth/revoke"])
+def test_basic_challenge_names_the_realm(client, confidential, path):
+    """RFC 6749 §5.2: a failed authentication through the Authorization header is 401 with a
+    ``WWW-Authenticate`` of the scheme used; RFC 7617 §2: a Basic challenge has a ``realm``."""
+    registered, secret = confidential
+    response = client.post(path, data={**GRANT, "token": "x"}, headers=basic_auth(registered.client_id, secret + "x"))
+    assert_error(response, 401, "invalid_client")
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith('Basic realm="http://issuer.test", error="invalid_client"'), challenge
+
+
 @pytest.mark.parametrize("client_id", ["", "x" * 129, "x" * 5000, "é", "a\x00b", "../../etc"])
 def test_odd_client_ids(client, client_id):
     """RFC 6749 §5.2: odd or oversized client ids are simply unknown clients."""
@@ -192,8 +203,6 @@ def test_large_but_allowed_form_values(client, make_client, field):
     assert_error(response, response.status_code, response.get_json()["error"])
 
 
-@pytest.mark.xfail(strict=True, reason="authlib takes the first of repeated token-request parameters; "
-                   "rejecting them needs a per-grant list (RFC 8693 allows repeated audience/resource)")
 def test_repeated_parameters(client, confidential):
     """RFC 6749 §3.2: request parameters MUST NOT be included more than once."""
     registered, secret = confidential

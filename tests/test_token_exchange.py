@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import jwt as pyjwt
 import pytest
@@ -349,6 +350,23 @@ def test_audience_narrows_an_any_audience_subject(client, manager, user_tokens):
     assert claims_of(body["access_token"])["aud"] == ["https://se1.example.org", "https://se2.example.org/"]
     plain = exchange(client, manager, user_tokens["access_token"]).get_json()
     assert claims_of(plain["access_token"])["aud"] == "https://wlcg.cern.ch/jwt/v1/any"
+
+
+def test_audience_and_resource_may_repeat(client, manager, user_tokens):
+    """RFC 8693 §2.1: ``audience`` and ``resource`` may each be sent more than once (the token
+    endpoint refuses every other repeated parameter, RFC 6749 §3.2)."""
+    form = [("grant_type", EXCHANGE), ("subject_token", user_tokens["access_token"]), ("subject_token_type", ACCESS),
+            ("audience", "https://se1.example.org"), ("audience", "https://se2.example.org"),
+            ("resource", "https://se3.example.org/"), ("resource", "https://se4.example.org/")]
+    response = client.post("/auth/token", data=urlencode(form), content_type="application/x-www-form-urlencoded",
+                           headers=basic_auth(*manager))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert claims_of(response.get_json()["access_token"])["aud"] == [
+        "https://se1.example.org", "https://se2.example.org", "https://se3.example.org/", "https://se4.example.org/"]
+    twice = client.post("/auth/token", data=urlencode([*form, ("subject_token_type", ACCESS)]),
+                        content_type="application/x-www-form-urlencoded", headers=basic_auth(*manager))
+    error, description = error_of(twice)
+    assert error == "invalid_request" and "subject_token_type" in description
 
 
 def test_audience_cannot_leave_a_narrowed_subject(client, manager, user_tokens):

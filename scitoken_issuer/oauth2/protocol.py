@@ -37,6 +37,12 @@ class GrantSpec:
     def grant_type(self) -> str:
         return self.grant.GRANT_TYPE
 
+    @property
+    def repeatable(self) -> frozenset[str]:
+        """The token-request parameters this grant accepts more than once (RFC 6749 §3.2: none,
+        unless the grant's own RFC says so)."""
+        return getattr(self.grant, "REPEATABLE_PARAMETERS", frozenset())
+
 
 #: The token endpoint's grants, in the order discovery lists them.
 GRANTS: tuple[GrantSpec, ...] = (
@@ -60,7 +66,8 @@ def token_endpoint_auth_methods() -> list[str]:
 
 def build_authorization_server(clients: ClientRegistry, issuer: str) -> AuthorizationServer:
     """A new server with every declared grant, endpoint and extension (one per app)."""
-    server = AuthorizationServer(clients, GRANT_TYPES)
+    server = AuthorizationServer(clients, GRANT_TYPES, realm=issuer,
+                                 repeatable={spec.grant_type: spec.repeatable for spec in GRANTS})
     for spec in GRANTS:
         server.register_grant(spec.grant, spec.extensions())
     for endpoint in ENDPOINTS:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskAuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, UnsupportedGrantTypeError, \
-    UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, InvalidScopeError, \
+    UnsupportedGrantTypeError, UnsupportedResponseTypeError
 from flask import g
+from flask import request as flask_request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extensions import db
 from ..services.clients import ClientRegistry
@@ -34,6 +36,31 @@ def requested_scopes(scope: str | None) -> list[Scope]:
         raise InvalidScopeError(error_description(str(exc))) from None
 
 
+FORM = "application/x-www-form-urlencoded"
+#: the endpoints (authlib's ``ENDPOINT_NAME``) besides the token endpoint whose parameters are a form
+FORM_ENDPOINTS = frozenset({"introspection", "revocation", "device_authorization"})
+
+
+def check_form_parameters(repeatable: frozenset[str] = frozenset()) -> None:
+    """docs/errors.md, "Form endpoints": the parameters are an ``application/x-www-form-urlencoded``
+    body (RFC 6749 §3.2), none in the URI (client credentials never, §2.3.1), each at most once
+    (§3.1, §3.2) but those in ``repeatable``; else ``invalid_request``. authlib reads query and
+    body together and takes the first of repeated values, so this runs before it, and before any
+    client is authenticated."""
+    limit = flask_request.max_content_length
+    if limit is not None and (flask_request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()  # docs/errors.md: 413 before anything is read, whatever the type
+    if flask_request.query_string:
+        raise InvalidRequestError("parameters must be sent in the request body, not in the URI "
+                                  "(RFC 6749 sections 2.3.1 and 3.2)")
+    if flask_request.content_length and flask_request.mimetype != FORM:
+        raise InvalidRequestError(f"the request body must be {FORM} (RFC 6749 section 3.2)")
+    for name, values in flask_request.form.lists():
+        if len(values) > 1 and name not in repeatable:
+            raise InvalidRequestError(error_description(f"parameter {name} was sent more than once "
+                                                        "(RFC 6749 section 3.2)", 200))
+
+
 class GrantTypeError(UnsupportedGrantTypeError):
     """RFC 6749 §5.2: ``invalid_request`` when grant_type is missing, else ``unsupported_grant_type``,
     both with a description (authlib's own carries none)."""
@@ -57,11 +84,16 @@ class AuthorizationServer(_FlaskAuthorizationServer):
     errors. Built by ``init_oauth`` from the declared grants (:mod:`.protocol`), which it keeps in
     :attr:`grant_types`."""
 
-    def __init__(self, clients: ClientRegistry, grant_types: tuple[str, ...]) -> None:
+    def __init__(self, clients: ClientRegistry, grant_types: tuple[str, ...], realm: str,
+                 repeatable: dict[str, frozenset[str]]) -> None:
         # client authentication reads the process's copy of the client (no database read when fresh)
         super().__init__(query_client=clients.lookup, save_token=save_token)
         #: the grant types registered on this server (from the declared list), in order
         self.grant_types = grant_types
+        #: the realm of the ``Basic`` challenge of a failed client authentication (the issuer)
+        self.realm = realm
+        #: per grant type, the token-request parameters it accepts more than once
+        self.repeatable = repeatable
 
     def load_config(self, config) -> None:
         """Only our token generator; authlib's ``OAUTH2_*`` settings are not used here."""
@@ -84,9 +116,28 @@ class AuthorizationServer(_FlaskAuthorizationServer):
             requested = request.payload.redirect_uri
             redirect_uri = requested if requested and client.check_redirect_uri(requested) else \
                 None if requested else client.get_default_redirect_uri()
+        if not request.payload.response_type:  # RFC 6749 §4.1.2.1: a missing parameter is invalid_request
+            raise InvalidRequestError("response_type is required", redirect_uri=redirect_uri)
         raise UnsupportedResponseTypeError(
             None, error_description(f"response_type {request.payload.response_type} is not supported", 200),
             redirect_uri=redirect_uri)
+
+    def create_token_response(self, request=None):
+        grant_type = flask_request.form.getlist("grant_type")
+        try:
+            check_form_parameters(self.repeatable.get(grant_type[0], frozenset()) if len(grant_type) == 1
+                                  else frozenset())
+        except InvalidRequestError as error:
+            return self.handle_error_response(None, error)
+        return super().create_token_response(request)
+
+    def create_endpoint_response(self, name, request=None):
+        if name in FORM_ENDPOINTS:
+            try:
+                check_form_parameters()
+            except InvalidRequestError as error:
+                return self.handle_error_response(None, error)
+        return super().create_endpoint_response(name, request)
 
     def get_token_grant(self, request):
         try:
@@ -111,5 +162,9 @@ class AuthorizationServer(_FlaskAuthorizationServer):
         if not error.description:  # RFC 6749 §5.2: every error here has an error_description
             error.description = error_description(error.get_error_description() or
                                                   error.error.replace("_", " "))
-        return super().handle_error_response(request, error)
+        response = super().handle_error_response(request, error)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if challenge.startswith("Basic error="):  # authlib's 401 invalid_client; RFC 7617 §2 requires a realm
+            response.headers["WWW-Authenticate"] = f'Basic realm="{self.realm}", {challenge[6:]}'
+        return response
 

@@ -50,6 +50,9 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):
     GRANT_TYPE = TOKEN_EXCHANGE_GRANT
     #: confidential clients only: an exchange acts on someone else's token
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    #: RFC 8693 §2.1: ``audience`` and ``resource`` may be sent more than once (every other
+    #: parameter once only, RFC 6749 §3.2; the server refuses repeats of the others)
+    REPEATABLE_PARAMETERS = frozenset({"audience", "resource"})
 
     def validate_token_request(self) -> None:
         client = self.authenticate_token_endpoint_client()
