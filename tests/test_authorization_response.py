@@ -4,6 +4,8 @@ included; request objects refused (OIDC Core §6, RFC 9101); ``prompt=none`` (OI
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 
 from scitoken_issuer.extensions import db, runtime
@@ -87,6 +89,33 @@ def test_unverified_redirect_uri_gets_a_page_not_a_redirect(client, client_id):
     response = client.get(authorize_url(**request_params(client_id, redirect_uri="https://evil.example/cb",
                                                          prompt="none")))
     assert response.status_code == 400 and "Location" not in response.headers
+
+
+@pytest.mark.parametrize("name, values", [
+    ("nonce", ["n-1", "n-2"]), ("prompt", ["login", "consent"]), ("audience", ["https://a.example", "https://b.example"]),
+    ("max_age", ["5", "600"]), ("login_hint", ["alice", "bob"]),
+])
+def test_repeated_parameters_are_refused(client, client_id, name, values):
+    """RFC 6749 §3.1: request parameters MUST NOT be included more than once — each of them, not
+    only the five authlib checks; with a verified redirect URI the error is redirected
+    (§4.1.2.1) with ``state`` and ``iss`` (RFC 9207 §2), before any sign-in."""
+    pairs = [(k, v) for k, v in request_params(client_id).items() if k != name]
+    response = client.get("/auth/authorize?" + urlencode([("response_type", "code"), *pairs,
+                                                          *((name, value) for value in values)]))
+    params = redirect_params(response, REDIRECT)
+    assert params["error"] == "invalid_request" and name in params["error_description"]
+    assert params["state"] == "st-9" and params["iss"] == ISSUER
+
+
+def test_missing_or_unsupported_response_type_is_described(client, client_id):
+    """RFC 6749 §4.1.2.1: a missing ``response_type`` is ``invalid_request`` (a required parameter
+    is missing), an unknown one ``unsupported_response_type``; each description says which."""
+    missing = redirect_params(client.get("/auth/authorize?" + urlencode(request_params(client_id))), REDIRECT)
+    assert missing["error"] == "invalid_request" and missing["error_description"] == "response_type is required"
+    assert missing["state"] == "st-9" and missing["iss"] == ISSUER
+    token = redirect_params(client.get(authorize_url(**request_params(client_id, response_type="token"))), REDIRECT)
+    assert token["error"] == "unsupported_response_type"
+    assert token["error_description"] == "response_type token is not supported"
 
 
 @pytest.mark.parametrize("parameter, error", [

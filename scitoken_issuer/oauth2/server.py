@@ -105,10 +105,11 @@ class AuthorizationServer(_FlaskAuthorizationServer):
 
     def get_authorization_grant(self, request):
         """authlib puts the raw ``response_type`` in its ``unsupported_response_type`` description
-        and raises ValueError (a 500) when it holds a character RFC 6749 §5.2 forbids there."""
+        (raising ValueError, a 500, when it holds a character RFC 6749 §5.2 forbids there) and its
+        message in the error's ``response_type``; a missing one is no unsupported value at all."""
         try:
             return super().get_authorization_grant(request)
-        except ValueError:
+        except (ValueError, UnsupportedResponseTypeError):  # authlib swaps its description and value
             pass
         client = self.query_client(request.payload.client_id) if request.payload.client_id else None
         redirect_uri = None  # RFC 6749 §4.1.2.1: back to the client only to a verified redirect URI

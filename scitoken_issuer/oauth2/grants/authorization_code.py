@@ -26,6 +26,7 @@ from ...services.authorization import Grant, UserAuthorization
 from ...services.policy import Refusal
 from ...services.scopes import parse_scopes
 from ..audience import requested_audience
+from ..server import error_description
 
 
 _codes = AuthorizationCode.__table__
@@ -94,7 +95,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def validate_requested_scope(self) -> None:
-        """Also check ``audience`` here, so a bad one is an error redirect before consent."""
+        """Also check ``audience``, and that no parameter came twice (RFC 6749 §3.1: authlib checks
+        five, a second ``nonce``, ``prompt`` or ``audience`` would be dropped unseen), here: the
+        client and redirect URI are verified, so either is an error redirect before consent."""
+        for name, values in self.request.payload.datalist.items():
+            if len(values) > 1:
+                raise InvalidRequestError(error_description(f"parameter {name} was sent more than once", 200))
         super().validate_requested_scope()
         requested_audience(self.request.payload.data.get("audience"))
 
