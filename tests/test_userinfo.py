@@ -104,6 +104,16 @@ def test_form_body_token_on_post(client):
     assert both.status_code == 400 and both.get_json()["error"] == "invalid_request"
 
 
+def test_repeated_form_token_is_invalid_request(client):
+    """RFC 6750 §3.1: a request that "repeats the same parameter" is ``invalid_request`` (400),
+    not answered for the first of two tokens."""
+    token = mint("openid")
+    response = client.post(USERINFO, data=f"access_token={token}&access_token={mint('openid', 'bob')}",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
+    assert response.headers["Cache-Control"] == "no-store" and "sub" not in response.get_json()
+
+
 def test_other_http_errors_are_still_rfc6749_json(client):
     """The app-wide handler answers bare HTTP errors as RFC 6749 §5.2 JSON (unchanged)."""
     response = client.put(USERINFO)

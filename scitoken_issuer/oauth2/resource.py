@@ -68,7 +68,10 @@ class BearerResource(ResourceProtector):
 
     def parse_request_authorization(self, request):
         header = request.headers.get("Authorization")
-        form_token = flask_request.form.get("access_token") if flask_request.method == "POST" else None
+        form_tokens = flask_request.form.getlist("access_token") if flask_request.method == "POST" else []
+        if len(form_tokens) > 1:  # RFC 6750 §3.1: invalid_request "repeats the same parameter"
+            raise InvalidRequestError("send the access_token form field once")
+        form_token = form_tokens[0] if form_tokens else None
         if header and form_token:
             raise InvalidRequestError("send the access token in one place only: the Authorization header or the form body")
         if form_token:
