@@ -66,6 +66,10 @@ def celery_init_app(app: Flask) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
+        # a web request sending a task while Redis is down is answered 503 within about a second
+        # (docs/errors.md), not after the result store's default of 20 reconnects a second apart
+        result_backend_transport_options={"retry_policy": {"max_retries": 2, "interval_start": 0,
+                                                           "interval_step": 0.5, "interval_max": 0.5}},
         beat_schedule=beat_schedule(settings),
         timezone="UTC",
     )
@@ -100,9 +104,24 @@ def request_tree_index(client: redis.Redis | None) -> None:
         logger.warning("could not dispatch rebuild_tree_index: %s", type(exc).__name__)
 
 
+class TaskQueueUnavailable(Exception):
+    """A task could not be sent: Redis, the broker and result store, is down (docs/errors.md: 503)."""
+
+
 def dispatch(task: Task, *args, **kwargs):
     """Send ``task`` (a task object of :mod:`workers.tasks`) through this app's Celery, or run it
-    in process; this app's, not whichever Celery app is current, since tests build several."""
+    in process; this app's, not whichever Celery app is current, since tests build several.
+
+    With a broker, sending is all that happens here, so any failure is the broker's or the result
+    store's (kombu's OperationalError, redis errors, Celery's "retry limit exceeded"
+    RuntimeError): raised as :class:`TaskQueueUnavailable`. In process, the task's own errors
+    propagate unchanged."""
     celery: Celery = current_app.extensions["celery"]
-    return celery.tasks[task.name].apply_async(args=args, kwargs=kwargs)
+    if celery.conf.task_always_eager:
+        return celery.tasks[task.name].apply_async(args=args, kwargs=kwargs)
+    try:
+        return celery.tasks[task.name].apply_async(args=args, kwargs=kwargs)
+    except Exception as exc:
+        logger.warning("could not send task %s: %s", task.name, type(exc).__name__)
+        raise TaskQueueUnavailable(task.name) from exc
 

@@ -11,6 +11,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from ..background import TaskQueueUnavailable
 from ..extensions import db
 from ..services.groups import GroupsUnavailable
 from ..services.tree_index import TreeScanError
@@ -33,7 +34,8 @@ class ServiceUnavailable(Exception):
 _DEPENDENCIES: dict[type, str] = {
     GroupsUnavailable: "the group directory (LDAP)", TreeIndexMissing: "the storage permission index",
     RedisConnectionError: "the cache (Redis)", RedisTimeoutError: "the cache (Redis)",
-    TreeScanError: "the storage (POSIX_PATH)", UpstreamUnavailable: "the identity provider"}
+    TreeScanError: "the storage (POSIX_PATH)", UpstreamUnavailable: "the identity provider",
+    TaskQueueUnavailable: "the task queue (Redis)"}
 
 
 def serves_pages(bp: Blueprint) -> Blueprint:
@@ -108,6 +110,7 @@ def init_error_handlers(app: Flask) -> None:
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
     @app.errorhandler(UpstreamUnavailable)
+    @app.errorhandler(TaskQueueUnavailable)
     def dependency_down(exc: Exception):
         """docs/errors.md: a dependency the decision needs is down — 503, never a guess or a grant."""
         return unavailable(ServiceUnavailable(_DEPENDENCIES[next(
