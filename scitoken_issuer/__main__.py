@@ -22,7 +22,8 @@ class EmbeddedServer(BaseApplication):
         self.application = app
         from . import gunicorn_conf  # the access log and the app's log lines with secrets masked
         self.options = {"bind": bind, "workers": 1, "threads": threads, "worker_class": "gthread",
-                        "accesslog": "-", "graceful_timeout": 5, "timeout": 60,
+                        "accesslog": "-", "graceful_timeout": 5,
+                        "limit_request_line": gunicorn_conf.limit_request_line, "timeout": 60,
                         "logger_class": gunicorn_conf.RedactingLogger,
                         "secure_scheme_headers": gunicorn_conf.secure_scheme_headers,
                         "forwarded_allow_ips": gunicorn_conf.forwarded_allow_ips}

@@ -18,7 +18,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from workers import tasks
 
-from .background import dispatch
+from .background import TaskQueueUnavailable, dispatch
 from .extensions import runtime
 from .services.authorization import Grant
 from .services.group_cache import PrecomputeInProgress
@@ -152,7 +152,10 @@ def check_scope_command(username: str, scopes: tuple[str, ...], client_id: str |
 def cache_refresh(run_async: bool) -> None:
     """Precompute every user's groups now and print users, groups and seconds."""
     if run_async:
-        result = dispatch(tasks.refresh_group_cache)
+        try:
+            result = dispatch(tasks.refresh_group_cache)
+        except TaskQueueUnavailable:
+            _fail("Redis is unavailable: the task could not be sent to the workers", EXIT_UNAVAILABLE)
         if not runtime().settings.redis_url:  # no broker: Celery ran it in this process
             stats = result.get()
             if stats is None:

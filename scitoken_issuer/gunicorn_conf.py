@@ -26,6 +26,9 @@ from .log_redaction import RedactingFilter, redact_handlers
 from .metrics_process import mark_process_dead, prepare_multiprocess_dir, remove_private_dir
 
 accesslog = "-"
+#: gunicorn's largest request line: an authorization request may carry a 2,000-character
+#: redirect_uri and a long scope, percent-encoded (its default of 4,094 would answer 414)
+limit_request_line = 8190
 #: X-Forwarded-Proto/-Ssl/-Protocol would make gunicorn set the scheme for any peer in
 #: forwarded_allow_ips; ProxyFix decides instead, per TRUSTED_PROXIES.
 secure_scheme_headers: dict[str, str] = {}

@@ -152,6 +152,17 @@ def test_form_endpoints_want_a_form_body(client, registered, path, kind):
     assert error["error"] == "invalid_request" and FORM in error["error_description"], error
 
 
+@pytest.mark.parametrize("path", ["/auth/token", "/auth/introspect", "/auth/revoke", "/auth/device/code"])
+def test_form_body_that_is_not_utf8(client, registered, path):
+    """docs/errors.md, "Form endpoints": a body that is not UTF-8 is named as such, not answered as if
+    a parameter were missing."""
+    client_obj, secret = registered
+    response = client.post(path, data=b"grant_type=client_credentials&token=x&scope=\xff",
+                           content_type=FORM, headers=basic_auth(client_obj.client_id, secret))
+    error = assert_rfc_error(response, 400)
+    assert error["error"] == "invalid_request" and "not a UTF-8" in error["error_description"], error
+
+
 @pytest.mark.parametrize("body", [
     {"client_name": 42}, {"client_name": None}, {"client_name": ["a"]}, {"client_name": {"a": 1}},
     {"redirect_uris": [None]}, {"redirect_uris": [42]}, {"redirect_uris": [{"a": 1}]}, {"redirect_uris": {}},

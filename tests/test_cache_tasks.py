@@ -347,6 +347,17 @@ def test_cache_refresh_async_with_redis_queues_the_task(redis_app, redis_client)
     assert queued == ["workers.tasks.refresh_group_cache"]
 
 
+def test_cache_refresh_async_with_redis_down_says_so(redis_app, redis_server):
+    """docs/errors.md: the task cannot be sent while Redis is down: one line and exit 3, no traceback."""
+    redis_server.stop()
+    try:
+        result = cli(redis_app, "cache", "refresh", "--async")
+    finally:
+        redis_server.start()
+    assert result.exit_code == 3, result.output
+    assert "Redis is unavailable" in result.output and "Traceback" not in result.output
+
+
 def test_scan_tree_prints_boundaries(app, tmp_path):
     """Rule 4 of docs/authorization.md: the entries where owner, group or mode change."""
     result = cli(app, "scan-tree")

@@ -67,7 +67,8 @@ def test_registration_round_trip_over_http(stack):
     foreign = requests.get(second.json()["registration_client_uri"], headers=auth, timeout=30)
     assert foreign.status_code == 401 and 'error="invalid_token"' in foreign.headers["WWW-Authenticate"]
 
-    assert requests.delete(body["registration_client_uri"], headers=auth, timeout=30).status_code == 204
+    deleted = requests.delete(body["registration_client_uri"], headers=auth, timeout=30)
+    assert deleted.status_code == 204 and deleted.content == b"" and "Content-Type" not in deleted.headers
     stale = requests.get(body["registration_client_uri"], headers=auth, timeout=30)
     assert stale.status_code == 401 and stale.json()["error"] == "invalid_token"
     gone = stack.token({"grant_type": "refresh_token", "refresh_token": "x"}, body["client_id"], body["client_secret"])

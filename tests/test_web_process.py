@@ -62,7 +62,7 @@ def test_a_worker_takes_as_many_connections_as_threads():
 def test_procfile_web_process_closes_connections_and_serves_a_queue(tmp_path, monkeypatch):
     """One worker with two threads (the Procfile's command, WEB_CONCURRENCY=1, WEB_THREADS=2):
     every answer says ``Connection: close``; twelve clients at once all get their answer from the
-    queue."""
+    queue; a request line of 6,000 characters is served."""
     env = environment(tmp_path)
     upgrade = subprocess.run(["scitoken-issuer", "db", "upgrade"], capture_output=True, text=True, timeout=120,
                              env=env, cwd=ROOT)
@@ -82,6 +82,9 @@ def test_procfile_web_process_closes_connections_and_serves_a_queue(tmp_path, mo
         with ThreadPoolExecutor(12) as pool:
             statuses = list(pool.map(lambda _: requests.get(url, timeout=30).status_code, range(48)))
         assert statuses == [200] * 48
+        # an authorization request with a long redirect_uri and scope fits the request line (not 414)
+        long_line = requests.get(f"http://127.0.0.1:{port}/healthz?redirect_uri={'a' * 6000}", timeout=30)
+        assert long_line.status_code == 200
         assert "Traceback" not in process.log()
     finally:
         process.stop()

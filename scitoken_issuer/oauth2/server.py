@@ -7,7 +7,7 @@ import logging
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskAuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, InvalidScopeError, \
     UnsupportedGrantTypeError, UnsupportedResponseTypeError
-from flask import g
+from flask import Response, g
 from flask import request as flask_request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -55,6 +55,8 @@ def check_form_parameters(repeatable: frozenset[str] = frozenset()) -> None:
                                   "(RFC 6749 sections 2.3.1 and 3.2)")
     if flask_request.content_length and flask_request.mimetype != FORM:
         raise InvalidRequestError(f"the request body must be {FORM} (RFC 6749 section 3.2)")
+    if flask_request.content_length and not flask_request.form:  # werkzeug drops a body that is not UTF-8
+        raise InvalidRequestError(f"the request body is not a UTF-8 {FORM} form")
     for name, values in flask_request.form.lists():
         if len(values) > 1 and name not in repeatable:
             raise InvalidRequestError(error_description(f"parameter {name} was sent more than once "
@@ -94,6 +96,15 @@ class AuthorizationServer(_FlaskAuthorizationServer):
         self.realm = realm
         #: per grant type, the token-request parameters it accepts more than once
         self.repeatable = repeatable
+
+    def handle_response(self, status_code, payload, headers):
+        """authlib's answer, but a 204 (RFC 7592 §2.3, a deleted client) has no body and so no
+        content type (Flask would call its empty body HTML)."""
+        if status_code == 204:
+            response = Response(status=204, headers=headers)
+            del response.headers["Content-Type"]
+            return response
+        return super().handle_response(status_code, payload, headers)
 
     def load_config(self, config) -> None:
         """Only our token generator; authlib's ``OAUTH2_*`` settings are not used here."""
