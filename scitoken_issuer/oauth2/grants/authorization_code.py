@@ -126,7 +126,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         data = request.payload.data
         db.session.add(AuthorizationCode(
             code_hash=runtime().secrets.hash(code), client_id=request.client.client_id,
-            redirect_uri=request.payload.redirect_uri or request.client.get_default_redirect_uri(),
+            # "" when the request named none: the token request need not name one (RFC 6749 §4.1.3)
+            redirect_uri=request.payload.redirect_uri or "",
             scope=user.grant.scope, subject=user.subject, identity_id=user.identity_id,
             nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
             code_challenge_method=data.get("code_challenge_method"),

@@ -1,0 +1,69 @@
+"""The token request of the authorization code grant (RFC 6749 §4.1.3) and a code used twice
+(RFC 6749 §4.1.2, §10.5). See docs/conformance.md, "Token requests"."""
+
+from __future__ import annotations
+
+import pytest
+
+from scitoken_issuer.extensions import db, runtime
+
+from .conftest import make_app
+from .support.dev_login import approve, authorize_url, pkce, redirect_params, sign_in
+
+REDIRECT = "https://app.example.org/cb"
+
+
+@pytest.fixture
+def issuer(tmp_path):
+    """The issuer with the development login and a public client with one redirect URI."""
+    app = make_app(tmp_path)
+    with app.app_context():
+        registration = runtime().clients.register(
+            {"client_name": "portal", "grant_types": ["authorization_code", "refresh_token"],
+             "scope": "openid offline_access storage.read:/", "redirect_uris": [REDIRECT],
+             "token_endpoint_auth_method": "none"}, admin=True, source="admin")
+        db.session.commit()
+        app.config["test_client_id"] = registration.client.client_id
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(issuer):
+    return issuer.test_client()
+
+
+@pytest.fixture
+def client_id(issuer):
+    return issuer.config["test_client_id"]
+
+
+def approved_code(client, client_id: str, scope: str = "openid", **extra) -> tuple[str, str]:
+    """Sign in, ask for a code (``redirect_uri=None`` leaves it out), approve: (code, verifier)."""
+    sign_in(client)
+    verifier, challenge = pkce()
+    params = {"client_id": client_id, "redirect_uri": REDIRECT, "scope": scope, "state": "st-1",
+              "code_challenge": challenge, "code_challenge_method": "S256", **extra}
+    params = {k: v for k, v in params.items() if v is not None}
+    return redirect_params(approve(client, authorize_url(**params)), REDIRECT)["code"], verifier
+
+
+def exchange(client, client_id: str, code: str, verifier: str, **extra):
+    form = {"grant_type": "authorization_code", "code": code, "client_id": client_id, "code_verifier": verifier,
+            **extra}
+    return client.post("/auth/token", data={k: v for k, v in form.items() if v is not None})
+
+
+def test_token_request_names_the_redirect_uri_only_if_the_request_did(client, client_id):
+    """RFC 6749 §4.1.3: ``redirect_uri`` is REQUIRED at the token endpoint only "if the
+    redirect_uri parameter was included in the authorization request", and then identical."""
+    code, verifier = approved_code(client, client_id, redirect_uri=None)
+    response = exchange(client, client_id, code, verifier)
+    assert response.status_code == 200, response.get_json()
+
+    code, verifier = approved_code(client, client_id)
+    for wrong in (None, REDIRECT + "/other"):
+        response = exchange(client, client_id, code, verifier, redirect_uri=wrong)
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant", wrong
+    assert exchange(client, client_id, code, verifier, redirect_uri=REDIRECT).status_code == 200
