@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidGrantError, InvalidScopeError
+from authlib.oauth2.rfc6749 import (AccessDeniedError, InvalidGrantError, InvalidRequestError, InvalidScopeError,
+                                    UnauthorizedClientError)
 from authlib.oauth2.rfc8628 import DeviceCodeGrant as _DeviceCodeGrant
 from authlib.oauth2.rfc8628.errors import AuthorizationPendingError, ExpiredTokenError, SlowDownError
 
@@ -51,6 +52,23 @@ class DeviceCodeGrant(_DeviceCodeGrant):
             raise InvalidGrantError("the device code was already used")
         audit("device", "consumed", subject=row.subject, client_id=row.client_id, scope=row.granted_scope)
         return answer
+
+    def validate_token_request(self) -> None:
+        """authlib's checks, with RFC 6749 §5.2's error for a device code that is unknown or was
+        issued to another client: ``invalid_grant`` (authlib answers ``invalid_request`` and
+        ``unauthorized_client``, which tells a client to fix its request or its registration)."""
+        device_code = self.request.payload.data.get("device_code")
+        if not device_code:
+            raise InvalidRequestError("device_code is required (RFC 8628 section 3.4)")
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(f"the client is not registered for grant_type {self.GRANT_TYPE}")
+        credential = self.query_device_credential(device_code)
+        if credential is None or credential.get_client_id() != client.get_client_id():
+            raise InvalidGrantError("unknown device_code, or one issued to another client")
+        self.request.user = self.validate_device_credential(credential)
+        self.request.client = client
+        self.request.credential = credential
 
     def query_device_credential(self, device_code: str) -> DeviceCredential | None:
         state = runtime().device.poll_state(device_code)
