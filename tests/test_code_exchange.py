@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import jwt as pyjwt
 import pytest
 
 from scitoken_issuer.extensions import db, runtime
+from scitoken_issuer.models import Revocation
 
 from .conftest import make_app
 from .support.dev_login import approve, authorize_url, pkce, redirect_params, sign_in
@@ -67,3 +69,49 @@ def test_token_request_names_the_redirect_uri_only_if_the_request_did(client, cl
         response = exchange(client, client_id, code, verifier, redirect_uri=wrong)
         assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant", wrong
     assert exchange(client, client_id, code, verifier, redirect_uri=REDIRECT).status_code == 200
+
+
+def accepted(client, token: str) -> bool:
+    """Is the access token accepted as a bearer token (userinfo, RFC 6750)?"""
+    response = client.get("/auth/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code in (200, 401), response.get_json()
+    return response.status_code == 200
+
+
+def test_code_used_twice_revokes_what_it_gave(issuer, client, client_id):
+    """RFC 6749 §4.1.2: a code used more than once is refused, and the tokens its first exchange
+    gave are revoked — the access token and the whole refresh family — when the second request
+    holds the PKCE verifier (RFC 7636): a used code alone, found in a log or a history, revokes
+    nothing."""
+    code, verifier = approved_code(client, client_id, scope="openid offline_access")
+    first = exchange(client, client_id, code, verifier, redirect_uri=REDIRECT).get_json()
+    assert "refresh_token" in first, first
+    without_verifier = exchange(client, client_id, code, "w" * 43, redirect_uri=REDIRECT)
+    assert without_verifier.get_json()["error"] == "invalid_grant"
+    assert accepted(client, first["access_token"])
+    refreshed = client.post("/auth/token", data={"grant_type": "refresh_token", "client_id": client_id,
+                                                 "refresh_token": first["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.get_json()
+
+    again = exchange(client, client_id, code, verifier, redirect_uri=REDIRECT)
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+    assert not accepted(client, first["access_token"])
+    assert not accepted(client, refreshed.get_json()["access_token"])
+    successor = client.post("/auth/token", data={"grant_type": "refresh_token", "client_id": client_id,
+                                                 "refresh_token": refreshed.get_json()["refresh_token"]})
+    assert successor.status_code == 400 and successor.get_json()["error"] == "invalid_grant"
+
+
+def test_code_used_twice_by_a_client_without_refresh_revokes_its_access_token(issuer, client, client_id):
+    """RFC 6749 §4.1.2 without a refresh family: the one access token is revoked (by its ``jti``),
+    once; a third use finds nothing left to revoke and is refused the same way."""
+    code, verifier = approved_code(client, client_id, scope="openid")
+    first = exchange(client, client_id, code, verifier, redirect_uri=REDIRECT).get_json()
+    assert "refresh_token" not in first and accepted(client, first["access_token"])
+    for _ in range(2):
+        again = exchange(client, client_id, code, verifier, redirect_uri=REDIRECT)
+        assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+    assert not accepted(client, first["access_token"])
+    jti = pyjwt.decode(first["access_token"], options={"verify_signature": False})["jti"]
+    with issuer.app_context():
+        assert db.session.query(Revocation).filter_by(kind="jti", value=jti).count() == 1

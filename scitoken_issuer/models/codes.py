@@ -26,6 +26,10 @@ class AuthorizationCode(db.Model):
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
     used_at: Mapped[int | None] = mapped_column(Integer)
     claims: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: what the exchange gave (recorded when it claims the code): revoked if the code comes back
+    issued_jti: Mapped[str | None] = mapped_column(String(64))
+    issued_expires_at: Mapped[int | None] = mapped_column(Integer)
+    issued_family_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeviceCode(db.Model):

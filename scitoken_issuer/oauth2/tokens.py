@@ -3,6 +3,10 @@ and a refresh token when the user granted ``offline_access``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from flask import g
+
 from ..extensions import runtime
 from ..services.authorization import UserAuthorization
 from ..services.scopes import parse_scopes, render_scopes
@@ -28,6 +32,22 @@ def user_info_claims(user: UserAuthorization, scope: str) -> dict:
     if user.grant is not None and user.grant.groups:
         claims["wlcg.groups"] = list(user.grant.groups)
     return claims
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What :func:`generate_token` gave in this request: the access token's ``jti`` and ``exp``,
+    and its refresh family (None without one). The code grant records it with the code it
+    claims, to revoke it if the code comes back (RFC 6749 §4.1.2)."""
+
+    jti: str
+    expires_at: int
+    family_id: str | None
+
+
+def issued() -> Issued | None:
+    """What this request's :func:`generate_token` issued."""
+    return g.get("issued_tokens")
 
 
 def bearer_response(minted: MintedToken) -> dict:
@@ -60,6 +80,7 @@ def generate_token(grant_type: str, client, user: UserAuthorization | None = Non
         subject=user.subject, client_id=client.client_id, scopes=render_scopes(granted, profile),
         grant_type=grant_type, profile=profile, audience=user.audience, groups=user.grant.groups,
         family_id=family_id))
+    g.issued_tokens = Issued(minted.claims["jti"], minted.claims["exp"], family_id)
     token = bearer_response(minted)
     if new_family is not None:  # both written at the commit (RefreshService.store_family, issue)
         token["refresh_token"] = rt.refresh.issue(rt.refresh.store_family(new_family))

@@ -55,9 +55,9 @@ class RevocationList:
                                expires_at=expires_at + CLOCK_SKEW))
         self.version.will_change(session)
 
-    def revoke_token(self, jti: str, expires_at: int) -> None:
-        """One access token, until it expires."""
-        self._add(JTI, jti, int(time.time()), expires_at)
+    def revoke_token(self, jti: str, expires_at: int, session: Session | None = None) -> None:
+        """One access token, until it expires (in ``session``, by default the request's)."""
+        self._add(JTI, jti, int(time.time()), expires_at, session)
 
     def revoke_family(self, family_id: str, session: Session | None = None) -> None:
         """Every access token of a refresh family (issued before now; none is issued after), in

@@ -1,7 +1,8 @@
 """RFC 6749 §4.1 authorization code with PKCE (RFC 7636, S256 only, required: RFC 9700 §2.1.1)
 and OpenID Connect.
 
-Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once.
+Codes are stored by keyed hash, bound to client, redirect URI and PKCE challenge, and used once;
+a code presented again with its verifier revokes what its exchange gave (RFC 6749 §4.1.2).
 The exchange reads the code, signs the access token and the ID token, and only then writes: it
 claims the code with one conditional UPDATE (a concurrent exchange that claimed it first makes
 this one a replay, answered ``invalid_grant``), and the commit writes the new refresh family and
@@ -13,13 +14,14 @@ refresh"). The user's scopes are decided when the user approves
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
-from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from sqlalchemy import bindparam, select, update
 
-from ...extensions import db, runtime
+from ...extensions import db, runtime, separate_transaction
 from ...models import AuthorizationCode
 from ...services.audit import audit
 from ...services.authorization import Grant, UserAuthorization
@@ -27,6 +29,7 @@ from ...services.policy import Refusal
 from ...services.scopes import parse_scopes
 from ..audience import requested_audience
 from ..server import error_description
+from ..tokens import issued
 
 
 _codes = AuthorizationCode.__table__
@@ -35,10 +38,15 @@ _codes = AuthorizationCode.__table__
 FIND_CODE = select(_codes).where(
     _codes.c.code_hash == bindparam("presented_hash"), _codes.c.client_id == bindparam("client"),
     _codes.c.used_at.is_(None), _codes.c.expires_at > bindparam("now"))
-#: the exchange's claim, its first write: marks the code used unless a concurrent exchange did
+#: the exchange's claim, its first write: marks the code used unless a concurrent exchange did,
+#: and records what the exchange gave
 CLAIM_CODE = update(_codes).where(
     _codes.c.code_hash == bindparam("presented_hash"), _codes.c.used_at.is_(None),
-).values(used_at=bindparam("now"))
+).values(used_at=bindparam("now"), issued_jti=bindparam("jti"), issued_expires_at=bindparam("issued_until"),
+         issued_family_id=bindparam("family_id"))
+#: after a replay revoked them: nothing left to revoke
+FORGET_ISSUED = update(_codes).where(_codes.c.code_hash == bindparam("presented_hash")).values(
+    issued_jti=None, issued_expires_at=None, issued_family_id=None)
 
 
 class StrictCodeChallenge(CodeChallenge):
@@ -150,6 +158,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if stored is None or stored.client_id != client.client_id:
             return None
         if stored.used_at is not None:
+            if (stored.issued_jti or stored.issued_family_id) and self._presented_by_holder(stored, client):
+                self._revoke_issued(stored)
             raise self._replayed(stored.subject, client.client_id)
         raise InvalidGrantError("the authorization code has expired")
 
@@ -168,11 +178,34 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def claim_code(self, authorization_code: StoredCode) -> None:
         """Mark the code used: once, also under concurrency (a concurrent exchange that claimed
         it first makes this one a replay, and the error answer drops its queued family)."""
-        row = authorization_code.row
-        claimed = db.session.connection().execute(
-            CLAIM_CODE, {"presented_hash": row.code_hash, "now": int(time.time())})
+        row, given = authorization_code.row, issued()
+        claimed = db.session.connection().execute(CLAIM_CODE, {
+            "presented_hash": row.code_hash, "now": int(time.time()), "jti": given and given.jti,
+            "issued_until": given and given.expires_at, "family_id": given and given.family_id})
         if claimed.rowcount != 1:
             raise self._replayed(row.subject, row.client_id)
+
+    def _presented_by_holder(self, stored: AuthorizationCode, client) -> bool:
+        """Does this request hold the code's PKCE verifier (or, for a client an administrator
+        exempted from PKCE, its authentication)? Only then may a replay revoke: someone who found
+        a used code in a log or a browser history must not be able to end the user's tokens."""
+        if not stored.code_challenge:
+            return not client.needs_pkce  # an exempted client authenticated to get here
+        verifier = self.request.payload.data.get("code_verifier")
+        return isinstance(verifier, str) and hmac.compare_digest(
+            create_s256_code_challenge(verifier), stored.code_challenge)
+
+    def _revoke_issued(self, stored: AuthorizationCode) -> None:
+        """RFC 6749 §4.1.2: revoke the tokens the code's exchange gave — its refresh family
+        (every refresh token and access token of it) and its access token — in a transaction of
+        its own, since the error answer rolls the request's work back."""
+        rt = runtime()
+        with separate_transaction() as session:
+            if stored.issued_family_id:
+                rt.refresh.revoke_family(stored.issued_family_id, "authorization code replayed", session)
+            if stored.issued_jti and stored.issued_expires_at:
+                rt.revocations.revoke_token(stored.issued_jti, stored.issued_expires_at, session)
+            session.execute(FORGET_ISSUED, {"presented_hash": stored.code_hash})
 
     @staticmethod
     def _replayed(subject: str, client_id: str) -> InvalidGrantError:
