@@ -133,6 +133,22 @@ def test_request_objects_are_refused_not_ignored(client, client_id, parameter, e
     assert meta["request_uri_parameter_supported"] is False and meta["request_parameter_supported"] is False
 
 
+@pytest.mark.parametrize("mode", ["fragment", "form_post", "jwt", "query.jwt"])
+def test_unsupported_response_mode_is_refused_not_ignored(client, client_id, mode):
+    """OAuth 2.0 Multiple Response Type Encoding Practices §2.1: discovery lists only ``query`` in
+    ``response_modes_supported``; a client asking for another mode gets ``invalid_request`` (in
+    the query, with ``state`` and RFC 9207 ``iss``), never a code in a mode it did not ask for."""
+    sign_in(client)
+    response = client.get(authorize_url(**request_params(client_id, response_mode=mode)))
+    params = redirect_params(response, REDIRECT)
+    assert params["error"] == "invalid_request" and "response_mode" in params["error_description"]
+    assert params["state"] == "st-9" and params["iss"] == ISSUER and "code" not in params
+    assert client.get("/.well-known/openid-configuration").get_json()["response_modes_supported"] == ["query"]
+    approved = redirect_params(approve(client, authorize_url(**request_params(client_id, response_mode="query"))),
+                               REDIRECT)
+    assert "code" in approved
+
+
 def test_prompt_none_when_signed_in_is_consent_required(client, client_id):
     """OIDC Core §3.1.2.6: ``prompt=none`` must not show a page; this issuer always asks for
     consent, so a signed-in user gets ``consent_required`` (not the consent page)."""

@@ -7,6 +7,7 @@ from ..extensions import authorization_server, runtime
 from ..urls import issuer_url, serves
 from ..services.keys import ID_TOKEN_ALG
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
+from .oidc import QueryResponseMode
 from .protocol import token_endpoint_auth_methods
 
 SCOPES_SUPPORTED = [
@@ -40,7 +41,7 @@ def server_metadata() -> dict:
         meta.update({
             "authorization_endpoint": issuer_url("oauth.authorize.authorize"),
             "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
+            "response_modes_supported": list(QueryResponseMode.SUPPORTED),
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
             "request_parameter_supported": False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc9101.errors import RequestNotSupportedError, RequestUriNotSupportedError
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.errors import ConsentRequiredError
@@ -24,6 +25,7 @@ from ..models import AuthorizationCode
 from ..services.authorization import UserAuthorization
 from ..services.tokens import WLCG
 from ..services.users import directory_claims
+from .server import error_description
 from .tokens import client_profile, user_info_claims
 
 
@@ -99,6 +101,24 @@ class NoRequestObjects:
             raise RequestUriNotSupportedError()
         if "request" in data:
             raise RequestNotSupportedError()
+
+
+class QueryResponseMode:
+    """Authorization responses go back in the query (RFC 6749 §4.1.2), the one mode Discovery
+    lists in ``response_modes_supported``. Another ``response_mode`` (OAuth 2.0 Multiple Response
+    Type Encoding Practices §2.1: ``fragment``, ``form_post``, ``jwt``…) is refused with
+    ``invalid_request`` rather than answered in a mode the client did not ask for."""
+
+    SUPPORTED = ("query",)
+
+    def __call__(self, grant) -> None:
+        grant.register_hook("after_validate_authorization_request_payload", self.refuse)
+
+    def refuse(self, grant, *_args) -> None:
+        mode = grant.request.payload.data.get("response_mode")
+        if mode and mode not in self.SUPPORTED:
+            raise InvalidRequestError(error_description(
+                f"response_mode {mode} is not supported: this issuer answers in the query", 200))
 
 
 class DeviceIDToken(IssuerIDToken, OpenIDToken):

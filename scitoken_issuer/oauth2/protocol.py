@@ -21,7 +21,7 @@ from .grants.device_code import DeviceCodeGrant
 from .grants.refresh_token import RefreshTokenGrant
 from .grants.token_exchange import TokenExchangeGrant
 from .introspection import IntrospectionEndpoint, RevocationEndpoint
-from .oidc import DeviceIDToken, NoRequestObjects, OpenIDCode
+from .oidc import DeviceIDToken, NoRequestObjects, OpenIDCode, QueryResponseMode
 from .registration import ConfigurationEndpoint, RegistrationEndpoint
 from .server import AuthorizationServer
 
@@ -46,7 +46,8 @@ class GrantSpec:
 
 #: The token endpoint's grants, in the order discovery lists them.
 GRANTS: tuple[GrantSpec, ...] = (
-    GrantSpec(AuthorizationCodeGrant, lambda: [StrictCodeChallenge(required=True), OpenIDCode(), NoRequestObjects()]),
+    GrantSpec(AuthorizationCodeGrant, lambda: [StrictCodeChallenge(required=True), OpenIDCode(),
+                                               NoRequestObjects(), QueryResponseMode()]),
     GrantSpec(RefreshTokenGrant),
     GrantSpec(DeviceCodeGrant, lambda: [DeviceIDToken()]),
     GrantSpec(ClientCredentialsGrant),
