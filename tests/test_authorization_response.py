@@ -4,15 +4,18 @@ included; request objects refused (OIDC Core §6, RFC 9101); ``prompt=none`` (OI
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import jwt as pyjwt
 import pytest
 
 from scitoken_issuer.extensions import db, runtime
+from scitoken_issuer.services.login import SESSION_KEY
 from scitoken_issuer.services.redirects import loopback_match
 
 from .conftest import make_app
-from .support.dev_login import approve, authorize_url, csrf_token, pkce, redirect_params, sign_in
+from .support.dev_login import DEV_PASSWORDS, approve, authorize_url, csrf_token, pkce, redirect_params, sign_in
 
 ISSUER = "http://issuer.test"
 REDIRECT = "https://app.example.org/cb"
@@ -147,6 +150,65 @@ def test_unsupported_response_mode_is_refused_not_ignored(client, client_id, mod
     approved = redirect_params(approve(client, authorize_url(**request_params(client_id, response_mode="query"))),
                                REDIRECT)
     assert "code" in approved
+
+
+def signed_in_long_ago(client, seconds: int = 1000) -> None:
+    """Sign in, then age the sign-in by ``seconds`` (the session's ``auth_time``)."""
+    sign_in(client)
+    with client.session_transaction() as session:
+        session[SESSION_KEY] = {**session[SESSION_KEY], "auth_time": int(time.time()) - seconds}
+
+
+def sign_in_again(client, response) -> str:
+    """Follow a redirect to the sign-in page, sign in there: where it sends the browser back to."""
+    location = urlsplit(response.headers["Location"])
+    assert response.status_code == 302 and location.path == "/auth/login", response.headers.get("Location")
+    query = {k: v[0] for k, v in parse_qs(location.query).items()}
+    assert query["fresh"] == "1"
+    form = client.get(f"{location.path}?{location.query}")
+    back = client.post("/auth/login", data={"username": "alice", "password": DEV_PASSWORDS["alice"],
+                                            "next": query["next"], "csrf_token": csrf_token(form.get_data(as_text=True))})
+    assert back.status_code == 302 and back.headers["Location"] == query["next"]
+    return query["next"]
+
+
+def id_token_auth_time(client, client_id: str, url: str, verifier: str) -> int:
+    """Approve the consent page at ``url``, exchange the code: the ID token's ``auth_time``."""
+    code = redirect_params(approve(client, url), REDIRECT)["code"]
+    token = client.post("/auth/token", data={"grant_type": "authorization_code", "code": code, "client_id": client_id,
+                                             "redirect_uri": REDIRECT, "code_verifier": verifier})
+    assert token.status_code == 200, token.get_json()
+    return pyjwt.decode(token.get_json()["id_token"], options={"verify_signature": False})["auth_time"]
+
+
+def test_prompt_login_signs_the_user_in_again(client, client_id):
+    """OIDC Core §3.1.2.1 ``prompt=login``: a signed-in user is asked to sign in again before
+    consent, and the ID token's ``auth_time`` is that new sign-in's."""
+    signed_in_long_ago(client)
+    verifier, challenge = pkce()
+    response = client.get(authorize_url(**request_params(client_id, prompt="login consent", code_challenge=challenge)))
+    back = sign_in_again(client, response)
+    assert "login" not in parse_qs(urlsplit(back).query)["prompt"][0].split()
+    assert id_token_auth_time(client, client_id, back, verifier) >= time.time() - 60
+
+
+def test_sign_in_older_than_max_age_is_repeated(client, client_id):
+    """OIDC Core §3.1.2.1 ``max_age``: a sign-in older than it is repeated ("MUST attempt to
+    actively re-authenticate"); a younger one is not; with ``prompt=none`` it is ``login_required``;
+    a value that is not a number of seconds is ``invalid_request``."""
+    signed_in_long_ago(client, 1000)
+    assert client.get(authorize_url(**request_params(client_id, max_age="3600"))).status_code == 200  # consent
+    refused = client.get(authorize_url(**request_params(client_id, max_age="60", prompt="none")))
+    assert redirect_params(refused, REDIRECT)["error"] == "login_required"
+    for bad in ("-1", "1.5", "soon"):
+        refused = client.get(authorize_url(**request_params(client_id, max_age=bad)))
+        assert redirect_params(refused, REDIRECT)["error"] == "invalid_request", bad
+
+    verifier, challenge = pkce()
+    response = client.get(authorize_url(**request_params(client_id, max_age="60", code_challenge=challenge)))
+    back = sign_in_again(client, response)
+    assert "max_age" not in parse_qs(urlsplit(back).query)
+    assert id_token_auth_time(client, client_id, back, verifier) >= time.time() - 60
 
 
 def test_prompt_none_when_signed_in_is_consent_required(client, client_id):

@@ -93,6 +93,23 @@ def test_authorization_request(upstream: UpstreamIdP) -> None:
     assert first.state != second.state and first.nonce != second.nonce
 
 
+def test_fresh_sign_in_asks_the_idp_for_prompt_login(upstream: UpstreamIdP) -> None:
+    """OIDC Core §3.1.2.1: when our client asked ``prompt=login`` or ``max_age``, the IdP is asked
+    for ``prompt=login`` too (with ``consent``, which ``offline_access`` needs, OIDC Core §11), so
+    its own session does not stand in for the new sign-in; the IdP then asks for the password."""
+    url, _ = upstream.begin_login(REDIRECT_URI, fresh=True)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["prompt"].split() == ["login", "consent"]
+    url, _ = upstream.begin_login(REDIRECT_URI, scope="openid", fresh=True)
+    assert parse_qs(urlsplit(url).query)["prompt"] == ["login"]
+    http = requests.Session()
+    url, login_state = upstream.begin_login(REDIRECT_URI)
+    params = dict(parse_qsl(urlsplit(idp_login(http, url, "alice", "alice-pw").headers["Location"]).query))
+    assert upstream.finish_login(params, login_state).username == "alice"
+    again = http.get(upstream.begin_login(REDIRECT_URI, fresh=True)[0], allow_redirects=True)
+    assert again.status_code == 200 and 'name="password"' in again.text, again.text[:500]
+
+
 def test_wrong_password_stays_at_idp(upstream: UpstreamIdP) -> None:
     url, _ = upstream.begin_login(REDIRECT_URI)
     response = idp_login(requests.Session(), url, "alice", "wrong")

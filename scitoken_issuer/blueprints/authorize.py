@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, render_template, request
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..extensions import authorization_server
+from ..oauth2.oidc import after_fresh_sign_in
 from ..services.authorization import UserAuthorization
 from .consent import consent_view
 from .edge import commit_on_success
@@ -38,6 +39,8 @@ def authorize():
     login_redirect = require_login()
     if login_redirect is not None:
         return login_redirect
+    if grant.prompt == "login":  # OIDC Core §3.1.2.1: prompt=login, or a sign-in older than max_age
+        return redirect(url_for("oauth.login.login", next=after_fresh_sign_in(request.full_path), fresh=1))
     user = signed_in()
     client = grant.client
     if request.method == "GET":

@@ -69,7 +69,8 @@ def login():
     target = safe_next(request.values.get("next"))
     if rt.idp is None:
         return _development_login(target)
-    url, state = rt.idp.begin_login(rt.settings.issuer_address + url_for("oauth.login.callback"))
+    url, state = rt.idp.begin_login(rt.settings.issuer_address + url_for("oauth.login.callback"),
+                                    fresh=request.values.get("fresh") == "1")
     session[IDP_STATE_KEY] = {"state": state.to_dict(), "next": target}
     return redirect(url)
 

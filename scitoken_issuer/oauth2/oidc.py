@@ -9,13 +9,15 @@ also refuses a replayed nonce) and with the device code grant (``DeviceIDToken``
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc9101.errors import RequestNotSupportedError, RequestUriNotSupportedError
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
-from authlib.oidc.core.errors import ConsentRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from authlib.oidc.core.grants.code import OpenIDToken
 from authlib.oidc.core.grants.util import is_openid_scope
 from flask import request
@@ -76,7 +78,42 @@ class OpenIDCode(IssuerIDToken, _OpenIDCode):
     def __call__(self, grant):
         super().__call__(grant)
         if is_openid_scope(grant.request.payload.scope):
+            grant.register_hook("after_validate_consent_request", sign_in_not_older_than_max_age)
             grant.register_hook("after_validate_consent_request", no_interaction_with_user)
+
+
+_MAX_AGE = re.compile(r"[0-9]{1,10}")
+
+
+def sign_in_not_older_than_max_age(grant, redirect_uri, redirect_fragment=False) -> None:
+    """OIDC Core §3.1.2.1 ``max_age``: a sign-in older than that many seconds must be repeated.
+    Sets ``grant.prompt = "login"`` as ``prompt=login`` does (authlib), and the authorization
+    endpoint sends the user to sign in again; with ``prompt=none`` it is ``login_required``."""
+    raw = grant.request.payload.data.get("max_age")
+    if raw is None:
+        return
+    if not isinstance(raw, str) or not _MAX_AGE.fullmatch(raw):
+        raise InvalidRequestError("max_age must be a number of seconds", redirect_uri=redirect_uri)
+    user = grant.request.user
+    if user is not None and time.time() - user.auth_time > int(raw):
+        if "none" in (grant.request.payload.data.get("prompt") or "").split():
+            raise LoginRequiredError(redirect_uri=redirect_uri)
+        grant.prompt = "login"
+
+
+def after_fresh_sign_in(full_path: str) -> str:
+    """The authorization request to come back to once the user signed in again: without
+    ``login`` in ``prompt`` and without ``max_age``, which that sign-in satisfied (else the user
+    would be sent to sign in once more)."""
+    parts = urlsplit(full_path)
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "prompt":
+            value = " ".join(p for p in value.split() if p != "login")
+        if name == "max_age" or (name == "prompt" and not value):
+            continue
+        query.append((name, value))
+    return parts.path + ("?" + urlencode(query) if query else "")
 
 
 def no_interaction_with_user(grant, redirect_uri, redirect_fragment=False) -> None:

@@ -184,15 +184,19 @@ class UpstreamIdP:
     # -- login ---------------------------------------------------------------------------------
 
     def begin_login(self, redirect_uri: str, scope: str = "openid profile offline_access",
-                    **extra: str) -> tuple[str, LoginState]:
+                    fresh: bool = False, **extra: str) -> tuple[str, LoginState]:
         """The IdP authorization URL to send the browser to, and the state to keep for ``finish_login``.
 
         ``extra`` adds authorization parameters (``login_hint``, ``prompt`` …). Asking
         ``offline_access`` implies ``prompt=consent`` unless ``prompt`` is given: OIDC Core §11 says
         it MUST be used, and strict providers (oidc-provider) drop ``offline_access`` without it.
+        ``fresh`` adds ``prompt=login``: the user must sign in again at the IdP, not ride its
+        session (OIDC Core §3.1.2.1; our client asked for ``prompt=login`` or ``max_age``).
         """
         if "offline_access" in scope.split():
             extra.setdefault("prompt", "consent")
+        if fresh:
+            extra["prompt"] = " ".join(["login", *(p for p in extra.get("prompt", "").split() if p != "login")])
         login_state = LoginState(state=secrets.token_urlsafe(32), nonce=secrets.token_urlsafe(32),
                                  code_verifier=secrets.token_urlsafe(48), redirect_uri=redirect_uri)
         endpoint = self.metadata()["authorization_endpoint"]
