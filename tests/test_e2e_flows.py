@@ -144,6 +144,26 @@ def test_public_client_needs_pkce_and_verifier_is_checked(stack):
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
 
 
+def test_sign_in_cancelled_at_the_idp_goes_back_as_access_denied(stack):
+    """RFC 6749 §4.1.2.1: the user cancels at the upstream IdP, so the authorization request ends at
+    the client with ``access_denied``, its ``state`` and the issuer (RFC 9207), not on an issuer page."""
+    http = stack.http()
+    _verifier, challenge = pkce()
+    back = idp_login(http, authorize_url(stack, "openid", challenge, state="st-cancel"), "alice",
+                     "alice-idp-password", consent=False)
+    assert back.is_redirect and back.headers["Location"].startswith(f"{stack.url}/auth/callback"), back.text[:500]
+    callback = http.get(back.headers["Location"], allow_redirects=False)
+    assert callback.status_code == 302 and urlparse(callback.headers["Location"]).path == "/auth/authorize"
+    answer = http.get(urljoin(stack.url, callback.headers["Location"]), allow_redirects=False)
+    assert answer.status_code == 302 and answer.headers["Location"].startswith(CLIENT_REDIRECT)
+    params = parse_qs(urlparse(answer.headers["Location"]).query)
+    assert params["error"] == ["access_denied"] and params["state"] == ["st-cancel"]
+    assert params["iss"] == [stack.url] and "code" not in params
+    # the refusal is used once: the same request again asks to sign in
+    again = http.get(urljoin(stack.url, callback.headers["Location"]), allow_redirects=False)
+    assert again.status_code == 302 and "/auth/login" in again.headers["Location"]
+
+
 def test_bad_browser_input_gets_readable_pages(stack):
     """docs/errors.md: tampered redirect URI, unknown client, missing/replayed state: a page, never a 500."""
     http = stack.http()

@@ -9,7 +9,7 @@ from celery import shared_task
 
 from scitoken_issuer.extensions import db, runtime
 from scitoken_issuer.services.group_cache import PrecomputeInProgress
-from scitoken_issuer.services.upstream_idp import UpstreamLoginError, UpstreamUnavailable
+from scitoken_issuer.services.upstream_idp import UpstreamLoginError, UpstreamLoginRefused, UpstreamUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +21,10 @@ def exchange_idp_code(state: dict, params: dict) -> dict:
         result = runtime().logins.finish_idp_login(state, params)
         db.session.commit()
         return {"ok": True, "login": result}
-    except UpstreamLoginError as exc:  # answered as data: the web side shows a readable page
+    except UpstreamLoginError as exc:  # answered as data: the web side shows a page or tells the client
         db.session.rollback()
-        return {"ok": False, "error": "login", "message": str(exc)}
+        kind = "refused" if isinstance(exc, UpstreamLoginRefused) else "login"
+        return {"ok": False, "error": kind, "message": str(exc)}
     except UpstreamUnavailable:
         db.session.rollback()
         return {"ok": False, "error": "unavailable", "message": "the identity provider"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from ..extensions import authorization_server
 from ..oauth2.oidc import after_fresh_sign_in
@@ -11,7 +11,7 @@ from ..services.authorization import UserAuthorization
 from .consent import consent_view
 from .edge import commit_on_success
 from .errors import error_response, serves_pages
-from .login import require_login, signed_in
+from .login import LOGIN_REFUSED_KEY, require_login, signed_in
 
 bp = serves_pages(Blueprint("authorize", __name__))
 
@@ -38,6 +38,8 @@ def authorize():
         return _oauth_error(error)
     login_redirect = require_login()
     if login_redirect is not None:
+        if session.pop(LOGIN_REFUSED_KEY, False):  # the IdP refused the sign-in this request began
+            return authorization_server().create_authorization_response(grant=grant, grant_user=None)
         return login_redirect
     if grant.prompt == "login":  # OIDC Core §3.1.2.1: prompt=login, or a sign-in older than max_age
         return redirect(url_for("oauth.login.login", next=after_fresh_sign_in(request.full_path), fresh=1))

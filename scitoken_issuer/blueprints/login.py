@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 bp = serves_pages(Blueprint("login", __name__))
 
 IDP_STATE_KEY = "idp_login"
+#: Set when the IdP refused a sign-in begun by the authorization endpoint, which then tells the client.
+LOGIN_REFUSED_KEY = "idp_login_refused"
 #: How long the web process waits for the worker's IdP code exchange.
 EXCHANGE_TIMEOUT = 30
 
@@ -104,6 +106,11 @@ def callback():
     if not result.get("ok"):
         if result.get("error") == "unavailable":
             raise ServiceUnavailable(result.get("message", "the identity provider"))
+        target = safe_next(pending.get("next"))
+        if result.get("error") == "refused" and urlsplit(target).path == url_for("oauth.authorize.authorize"):
+            # the user cancelled at the IdP: the client hears access_denied (RFC 6749 §4.1.2.1)
+            session[LOGIN_REFUSED_KEY] = True
+            return redirect(target)
         return error_response(400, "access_denied", f"Sign-in failed: {result.get('message')}")
     session[SESSION_KEY] = result["login"]
     return redirect(safe_next(pending.get("next")))

@@ -45,6 +45,10 @@ class UpstreamLoginError(UpstreamError):
     """The login cannot be completed; ``str(error)`` is a message fit to show the user."""
 
 
+class UpstreamLoginRefused(UpstreamLoginError):
+    """The IdP itself answered the sign-in with an error (the user cancelled, or the IdP refused)."""
+
+
 class UpstreamUnavailable(UpstreamError):
     """The IdP could not be reached or answered with a server error: callers answer 503."""
 
@@ -221,7 +225,7 @@ class UpstreamIdP:
         if params.get("error"):
             description = params.get("error_description")
             logger.info("upstream IdP refused the login: %s", params["error"])
-            raise UpstreamLoginError(f"The identity provider refused the login ({params['error']}"
+            raise UpstreamLoginRefused(f"The identity provider refused the login ({params['error']}"
                                      + (f": {description})." if description else ")."))
         if not params.get("code"):
             raise UpstreamLoginError("The login response carries no authorization code.")
