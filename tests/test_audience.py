@@ -143,3 +143,123 @@ def test_bad_audience_at_authorize_redirects_before_consent(app, client):
     _verifier, challenge = pkce()
     params = redirect_params(client.get(authorize_query(client_id, USER_SCOPE, challenge, audience="é")))
     assert params["error"] == "invalid_request" and params["state"] == "st-1"
+
+
+# -- RFC 8707 resource indicators and repeated audience values --------------------------------
+# ``resource`` used to be read by token exchange only: every other grant ignored it and issued a
+# token for any service, wider than the client asked for.
+
+OTHER = "https://other.example.org"
+
+
+def test_resource_narrows_client_credentials(app, client):
+    """RFC 8707 §2: ``resource`` at the token endpoint makes the token's ``aud``; repeated
+    ``resource`` values all count (never the first only), and ``audience`` combines with them."""
+    client_id, secret = credentials_client(app, "scitokens")
+    body = client.post("/auth/token", data={"grant_type": "client_credentials", "resource": SITE},
+                       headers=basic_auth(client_id, secret)).get_json()
+    assert verify(client, body["access_token"], SITE)["aud"] == SITE
+    both = client.post("/auth/token", data={"grant_type": "client_credentials", "resource": [SITE, OTHER]},
+                       headers=basic_auth(client_id, secret)).get_json()
+    assert verify(client, both["access_token"], SITE)["aud"] == [SITE, OTHER]
+    mixed = client.post("/auth/token", data={"grant_type": "client_credentials", "audience": SITE, "resource": OTHER},
+                        headers=basic_auth(client_id, secret)).get_json()
+    assert verify(client, mixed["access_token"], SITE)["aud"] == [SITE, OTHER]
+
+
+@pytest.mark.parametrize("resource", ["se.example.org", "/data", "https://se.example.org/#frag", "https://é.example"])
+def test_malformed_resource_is_invalid_target(app, client, resource):
+    """RFC 8707 §2: a ``resource`` that is not an absolute URI without a fragment is
+    ``invalid_target`` (400, no-store) at the token endpoint and at the device endpoint."""
+    client_id, secret = credentials_client(app, "wlcg")
+    response = client.post("/auth/token", data={"grant_type": "client_credentials", "resource": resource},
+                           headers=basic_auth(client_id, secret))
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_target", response.get_json()
+    assert response.headers["Cache-Control"] == "no-store"
+    status, body = device_start(client, register(app), USER_SCOPE, resource=resource)
+    assert status == 400 and body["error"] == "invalid_target", body
+
+
+@pytest.mark.parametrize("app_config", [{"AUDIENCE": SITE}])
+def test_resource_other_than_the_site_audience_is_invalid_target(app, client, app_config):
+    """RFC 8707 §2 with docs/tokens.md "Audience": with ``AUDIENCE`` set, a ``resource`` naming
+    another service is ``invalid_target``; naming the site's audience is accepted."""
+    client_id, secret = credentials_client(app, "wlcg")
+    refused = client.post("/auth/token", data={"grant_type": "client_credentials", "resource": OTHER},
+                          headers=basic_auth(client_id, secret))
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_target"
+    accepted = client.post("/auth/token", data={"grant_type": "client_credentials", "resource": SITE},
+                           headers=basic_auth(client_id, secret))
+    assert verify(client, accepted.get_json()["access_token"], SITE)["aud"] == SITE
+
+
+def test_resource_narrows_the_device_grant(app, client):
+    """RFC 8707 §2.1 (with RFC 8628 §3.1): ``resource`` at ``/auth/device/code``, given once or
+    several times, is the ``aud`` of the device's tokens and of their refreshes."""
+    client_id = register(app)
+    sign_in(client)
+    body = device_tokens(client, client_id, USER_SCOPE, resource=SITE)
+    assert verify(client, body["access_token"], SITE)["aud"] == SITE
+    refreshed = refresh(client, client_id, body["refresh_token"])
+    assert verify(client, refreshed.get_json()["access_token"], SITE)["aud"] == SITE
+    both = device_tokens(client, client_id, USER_SCOPE, resource=[SITE, OTHER])
+    assert verify(client, both["access_token"], SITE)["aud"] == [SITE, OTHER]
+
+
+def test_resource_narrows_the_code_flow_and_refresh(app, client):
+    """RFC 8707 §2.1–§2.2: ``resource`` at ``/auth/authorize`` is the code's audience; at the
+    token endpoint a ``resource`` may narrow it for the code exchange and for a refresh, and one
+    outside it is ``invalid_target``."""
+    from urllib.parse import quote
+
+    from tests.support.user_flows import approve_code, authorize_query, pkce
+
+    client_id = register(app)
+    sign_in(client)
+    verifier, challenge = pkce()
+    url = authorize_query(client_id, USER_SCOPE, challenge, resource=SITE) + f"&resource={quote(OTHER, safe='')}"
+    params = approve_code(client, url)
+    first = client.post("/auth/token", data={"grant_type": "authorization_code", "code": params["code"],
+                                             "redirect_uri": REDIRECT_URI, "code_verifier": verifier,
+                                             "client_id": client_id}).get_json()
+    assert verify(client, first["access_token"], SITE)["aud"] == [SITE, OTHER]
+    wider = refresh(client, client_id, first["refresh_token"], resource="https://c.example.org")
+    assert wider.status_code == 400 and wider.get_json()["error"] == "invalid_target"
+    narrower = refresh(client, client_id, first["refresh_token"], resource=OTHER)
+    assert narrower.status_code == 200, narrower.get_json()
+    assert verify(client, narrower.get_json()["access_token"], OTHER)["aud"] == OTHER
+
+
+def test_code_exchange_may_narrow_but_not_leave_the_codes_audience(app, client):
+    """RFC 8707 §2.2: a token request for a code may name a subset of the audience asked at
+    ``/auth/authorize`` (the token and its refresh family get that subset), never another."""
+    from tests.support.user_flows import approve_code, authorize_query, pkce
+
+    client_id = register(app)
+    sign_in(client)
+
+    def exchange(**extra):
+        verifier, challenge = pkce()
+        params = approve_code(client, authorize_query(client_id, USER_SCOPE, challenge, audience=f"{SITE} {OTHER}"))
+        return client.post("/auth/token", data={
+            "grant_type": "authorization_code", "code": params["code"], "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier, "client_id": client_id, **extra})
+
+    outside = exchange(resource="https://c.example.org")
+    assert outside.status_code == 400 and outside.get_json()["error"] == "invalid_target"
+    narrowed = exchange(resource=SITE)
+    assert narrowed.status_code == 200, narrowed.get_json()
+    assert verify(client, narrowed.get_json()["access_token"], SITE)["aud"] == SITE
+    again = refresh(client, client_id, narrowed.get_json()["refresh_token"])
+    assert verify(client, again.get_json()["access_token"], SITE)["aud"] == SITE
+
+
+def test_malformed_resource_at_authorize_redirects_before_consent(app, client):
+    """RFC 8707 §2 / RFC 6749 §4.1.2.1: a malformed ``resource`` is an ``invalid_target`` error
+    redirect with the client's ``state``, before the user is asked anything."""
+    from tests.support.user_flows import authorize_query, pkce, redirect_params
+
+    client_id = register(app)
+    _verifier, challenge = pkce()
+    params = redirect_params(client.get(authorize_query(client_id, USER_SCOPE, challenge, resource="/relative")))
+    assert params["error"] == "invalid_target" and params["state"] == "st-1"

@@ -44,7 +44,7 @@ class DeviceAuthorizationEndpoint(_DeviceAuthorizationEndpoint):
         (authlib's ``save_device_credential`` hook does not see the request)."""
         client = self.authenticate_client(request)
         self.server.validate_requested_scope(request.payload.scope)
-        audience = requested_audience(request.payload.data.get("audience"))
+        audience = requested_audience(request.payload)
         device_code, user_code = self.generate_device_code(), self.generate_user_code()
         verification_uri = self.get_verification_uri()
         data = {"device_code": device_code, "user_code": user_code, "verification_uri": verification_uri,

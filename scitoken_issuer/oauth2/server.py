@@ -37,8 +37,10 @@ def requested_scopes(scope: str | None) -> list[Scope]:
 
 
 FORM = "application/x-www-form-urlencoded"
-#: the endpoints (authlib's ``ENDPOINT_NAME``) besides the token endpoint whose parameters are a form
-FORM_ENDPOINTS = frozenset({"introspection", "revocation", "device_authorization"})
+#: the endpoints (authlib's ``ENDPOINT_NAME``) besides the token endpoint whose parameters are a
+#: form, with those each accepts more than once (RFC 8707 §2: ``resource``)
+FORM_ENDPOINTS = {"introspection": frozenset(), "revocation": frozenset(),
+                  "device_authorization": frozenset({"resource"})}
 
 
 def check_form_parameters(repeatable: frozenset[str] = frozenset()) -> None:
@@ -146,7 +148,7 @@ class AuthorizationServer(_FlaskAuthorizationServer):
     def create_endpoint_response(self, name, request=None):
         if name in FORM_ENDPOINTS:
             try:
-                check_form_parameters()
+                check_form_parameters(FORM_ENDPOINTS[name])
             except InvalidRequestError as error:
                 return self.handle_error_response(None, error)
         return super().create_endpoint_response(name, request)

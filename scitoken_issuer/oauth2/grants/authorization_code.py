@@ -27,7 +27,7 @@ from ...services.audit import audit
 from ...services.authorization import Grant, UserAuthorization
 from ...services.policy import Refusal
 from ...services.scopes import parse_scopes
-from ..audience import requested_audience
+from ..audience import narrowed_audience, requested_audience
 from ..server import error_description
 from ..tokens import issued
 
@@ -101,16 +101,19 @@ class StoredCode:
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    #: RFC 8707 §2: ``resource`` may be given several times, at /auth/authorize and /auth/token
+    REPEATABLE_PARAMETERS = frozenset({"resource"})
 
     def validate_requested_scope(self) -> None:
-        """Also check ``audience``, and that no parameter came twice (RFC 6749 §3.1: authlib checks
-        five, a second ``nonce``, ``prompt`` or ``audience`` would be dropped unseen), here: the
-        client and redirect URI are verified, so either is an error redirect before consent."""
+        """Also check ``audience``, and that no parameter but ``resource`` (RFC 8707 §2.1) came
+        twice (RFC 6749 §3.1: authlib checks five, a second ``nonce``, ``prompt`` or ``audience``
+        would be dropped unseen), here: the client and redirect URI are verified, so either is an
+        error redirect before consent."""
         for name, values in self.request.payload.datalist.items():
-            if len(values) > 1:
+            if len(values) > 1 and name not in self.REPEATABLE_PARAMETERS:
                 raise InvalidRequestError(error_description(f"parameter {name} was sent more than once", 200))
         super().validate_requested_scope()
-        requested_audience(self.request.payload.data.get("audience"))
+        requested_audience(self.request.payload)
 
     def create_authorization_response(self, redirect_uri: str, grant_user: UserAuthorization | None):
         """Decide the scopes when the user approved; refuse with ``invalid_scope`` naming the scope."""
@@ -123,7 +126,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                       scope=self.request.payload.scope, reason=decision.reason, grant_type="authorization_code")
                 raise InvalidScopeError(decision.reason, redirect_uri=redirect_uri)
             grant_user = grant_user.with_grant(decision)
-            self.request.audience = requested_audience(self.request.payload.data.get("audience"))
+            self.request.audience = requested_audience(self.request.payload)
         else:
             audit("issue", "denied", client_id=self.request.client.client_id, scope=self.request.payload.scope,
                   reason="the user denied the request", grant_type="authorization_code")
@@ -217,6 +220,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         row = authorization_code.row
         claims = dict(row.claims or {})
         groups = claims.pop("groups", [])
-        audience = claims.pop("audience", None)
+        # the code's audience, or a narrower one asked with the token request (RFC 8707 §2.2)
+        audience = narrowed_audience(self.request.payload, claims.pop("audience", None))
         return UserAuthorization(subject=row.subject, identity_id=row.identity_id, auth_time=row.auth_time,
                                  claims=claims, grant=Grant(parse_scopes(row.scope), groups), audience=audience)

@@ -21,6 +21,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     """
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    #: RFC 8707 §2: ``resource`` may be given several times
+    REPEATABLE_PARAMETERS = frozenset({"resource"})
 
     def validate_requested_scope(self) -> None:
         super().validate_requested_scope()
@@ -33,7 +35,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
                   scope=requested, reason=refusal.reason, grant_type=self.GRANT_TYPE)
             raise InvalidScopeError(refusal.reason)
         self.request.granted_scopes = scopes
-        self.request.audience = requested_audience(self.request.payload.data.get("audience"))
+        self.request.audience = requested_audience(self.request.payload)
 
     def create_token_response(self):
         client = self.request.client

@@ -28,7 +28,7 @@ from ...services.policy import Refusal, policy_allows
 from ...services.refresh import RefreshRefused
 from ...services.refresh_records import FamilyRecord, TokenRecord
 from ...services.scopes import parse_scopes
-from ..audience import from_text, requested_audience, within
+from ..audience import from_text, narrowed_audience
 from ..server import requested_scopes
 
 
@@ -75,6 +75,8 @@ class RefreshCredential:
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     INCLUDE_NEW_REFRESH_TOKEN = True
+    #: RFC 8707 §2: ``resource`` may be given several times
+    REPEATABLE_PARAMETERS = frozenset({"resource"})
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshCredential | None:
         rt = runtime()
@@ -120,20 +122,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             if not policy_allows(allowed, scope):
                 raise InvalidScopeError(f"scope {scope.raw} is wider than the original grant")
 
-    def _audience(self, family: FamilyRecord):
-        """The family's audience, or a narrower one asked with this refresh."""
-        granted = from_text(family.audience)
-        asked = requested_audience(self.request.payload.data.get("audience"))
-        if asked is None:
-            return granted
-        if granted is not None and not within(asked, granted):
-            raise InvalidRequestError("audience must be within the audience this authorization was granted for")
-        return asked
-
     def authenticate_user(self, credential: RefreshCredential) -> UserAuthorization:
         rt = runtime()
         family, client = credential.family, self.request.client
-        audience = self._audience(family)
+        audience = narrowed_audience(self.request.payload, from_text(family.audience))  # the family's, or narrower
         try:
             recheck_user(family)
         except IdentityCheckFailed as exc:

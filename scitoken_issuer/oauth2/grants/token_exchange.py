@@ -9,8 +9,6 @@ token in the exchanging client's profile and answers as RFC 8693 §2.2 says.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError, OAuth2Error, UnauthorizedClientError
 from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 
@@ -22,7 +20,7 @@ from ...services.identities import IdentityCheckFailed
 from ...services.policy import Refusal, check_client_scopes
 from ...services.scopes import render_scopes
 from ...services.tokens import TokenRequest
-from ..audience import requested_audience
+from ..audience import InvalidTargetError, requested_audience
 from ..server import error_description, requested_scopes
 from ..tokens import bearer_response, client_profile
 from .refresh_token import recheck_user
@@ -30,12 +28,6 @@ from .refresh_token import recheck_user
 #: RFC 8693 §2.1 parameters that may appear once only.
 SINGLE = ("subject_token", "subject_token_type", "requested_token_type", "scope", "actor_token",
           "actor_token_type")
-
-
-class InvalidTargetError(OAuth2Error):
-    """RFC 8693 §2.2.2: no token for the audience or resource asked."""
-
-    error = "invalid_target"
 
 
 def refused(exc: ExchangeRefused) -> OAuth2Error:
@@ -141,22 +133,11 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):
             raise ExchangeRefused("invalid_request", f"subject_token: {exc}") from None
 
     def _audience(self) -> list[str] | None:
-        """``audience`` (repeatable, each space separated) and ``resource`` (RFC 8707 absolute
-        URIs) together: the services the new token is for."""
-        data = self.request.payload.datalist
-        values = [v for text in data.get("audience") or [] for v in str(text).split()]
-        for resource in data.get("resource") or []:
-            parts = urlsplit(resource)
-            if not parts.scheme or not parts.netloc or parts.fragment or " " in resource:
-                raise InvalidTargetError(error_description(
-                    f"resource must be an absolute URI without a fragment (RFC 8707 §2): {resource}"))
-            values.append(resource)
-        if not values:
+        """``audience`` and ``resource`` together (RFC 8693 §2.1, RFC 8707): the services the new
+        token is for; outside the site's ``AUDIENCE`` is ``invalid_target``."""
+        asked = requested_audience(self.request.payload, outside=InvalidTargetError)
+        if asked is None:
             return None
-        fixed = runtime().settings.audience
-        if fixed is not None and any(v != fixed for v in values):
-            raise InvalidTargetError(f"audience may only be {fixed} on this issuer")
-        asked = requested_audience(" ".join(values))
         return [asked] if isinstance(asked, str) else list(asked)
 
     def create_token_response(self):
