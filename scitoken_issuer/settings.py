@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -82,6 +83,16 @@ def _database_url(name: str, value: str) -> str:
     return text
 
 
+def _audience(name: str, value: str) -> str:
+    """One ``aud`` value (docs/tokens.md, "Audience"): verifiers compare it whole, so a space
+    would make every token's audience match no service."""
+    text = str(value).strip()
+    if not re.fullmatch(r"[\x21-\x7e]{1,255}", text):
+        raise ConfigError(f"{name}: must be one URI or name of 1 to 255 printable ASCII characters "
+                          f"without spaces, got {value!r}")
+    return text
+
+
 def _json_list(name: str, value: str) -> list:
     if isinstance(value, list):
         return value
@@ -126,8 +137,8 @@ class Settings:
         "port `python -m scitoken_issuer` listens on")
     issuer_address: str = setting(_url(("http", "https")), None,
         "public address of this issuer; default http://HOST:PORT")
-    audience: str | None = setting(_str, None,
-        "the `aud` of every access token (clients may ask only for it); unset: the "
+    audience: str | None = setting(_audience, None,
+        "the `aud` of every access token, one URI or name (clients may ask only for it); unset: the "
         "profile's any-audience (WLCG https://wlcg.cern.ch/jwt/v1/any, SciTokens ANY), narrowable")
     idp_address: str | None = setting(_url(("http", "https")), None,
         "upstream OIDC identity provider; unset: development login")

@@ -38,6 +38,9 @@ def test_every_setting_has_a_doc():
     ("DATABASE_URL", "foo://bar", "DATABASE_URL: no database driver for 'foo'"),
     ("DATABASE_URL", "not a url", "DATABASE_URL: not a database URL"),
     ("DATABASE_URL", "mysql://user:pw@db/issuer", "DATABASE_URL: the driver for 'mysql' is not installed"),
+    # docs/tokens.md "Audience": one aud value; "a b" made every token's aud match no verifier
+    ("AUDIENCE", "https://se1.example.org https://se2.example.org", "AUDIENCE: must be one URI or name"),
+    ("AUDIENCE", "https://sé.example.org", "AUDIENCE: must be one URI or name"),
 ])
 def test_bad_value_names_the_variable(name, value, fragment):
     with pytest.raises(ConfigError) as info:
