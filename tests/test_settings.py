@@ -104,3 +104,19 @@ def test_bad_static_client_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="^STATIC_CLIENTS: entry 0"):
         create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s" * 40,
                     "STATIC_CLIENTS": [{"client_id": "x", "grant_types": ["password"]}]})
+
+
+def test_example_env_loads_and_keeps_each_profiles_any_audience():
+    """docs/tokens.md "Audience": the production example must load, and must not pin AUDIENCE to
+    the WLCG "any" URI (it did): SciTokens-profile tokens would carry a value their verifiers
+    refuse, and no client could narrow its audience."""
+    from pathlib import Path
+
+    from scitoken_issuer.services.tokens import ANY_AUDIENCE_BY_PROFILE
+
+    example = Path(__file__).resolve().parents[1] / "config" / "example.env"
+    environ = dict(line.split("=", 1) for line in example.read_text().splitlines()
+                   if line.strip() and not line.lstrip().startswith("#"))
+    settings = Settings.load({}, environ=environ)
+    assert settings.issuer_env == "production"
+    assert settings.audience not in ANY_AUDIENCE_BY_PROFILE.values()
