@@ -422,6 +422,22 @@ def test_lifetime_never_passes_the_subject(client, app, manager, user_tokens):
     assert claims_of(body["access_token"])["exp"] <= ends
 
 
+def test_lifetime_never_passes_the_subject_across_a_second_boundary(client, app, manager, monkeypatch):
+    """docs/token-exchange.md "No lifetime extension": the rule holds when the clock ticks between
+    the exchange's decision and the signature (the exchange's time is set one second earlier here;
+    the new token outlived its subject by that second)."""
+    import types
+
+    from scitoken_issuer.services import exchange as exchange_module
+
+    with app.app_context():
+        short = runtime().tokens.mint(TokenRequest(subject="alice", client_id="x", grant_type="test",
+                                                   scopes=["storage.read:/data/ana/out"], lifetime=120))
+    monkeypatch.setattr(exchange_module, "time", types.SimpleNamespace(time=lambda: time.time() - 1))
+    body = exchange(client, manager, short.token).get_json()
+    assert claims_of(body["access_token"])["exp"] <= short.claims["exp"], body
+
+
 # -- who may exchange (RFC 6749 §5.2; docs/registration.md) ----------------------------------------
 
 def test_clients_not_allowed(client, app, portal, user_tokens):

@@ -48,6 +48,7 @@ class TokenRequest:
     audience: str | list[str] | None = None
     groups: list[str] = field(default_factory=list)  # wlcg.groups values, e.g. ["/atlas"]
     lifetime: int | None = None
+    not_after: int | None = None  # the latest ``exp`` allowed (an exchanged token's subject's end)
     family_id: str | None = None
     extra_claims: dict = field(default_factory=dict)
 
@@ -90,7 +91,7 @@ class TokenService:
             "aud": request.audience or self.default_audience(request.profile),
             "iat": now,
             "nbf": now,
-            "exp": now + lifetime,
+            "exp": now + lifetime if request.not_after is None else min(now + lifetime, request.not_after),
             "jti": str(uuid.uuid4()),
             "scope": " ".join(request.scopes),
             "client_id": request.client_id,

@@ -107,7 +107,7 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):
         self.request.exchange = TokenRequest(
             subject=subject.subject, client_id=client.client_id, scopes=render_scopes(scopes, profile),
             grant_type=self.GRANT_TYPE, profile=profile, audience=_aud(service.audience(subject, asked_audience)),
-            groups=service.groups(subject, groups), lifetime=service.lifetime(subject),
+            groups=service.groups(subject, groups), lifetime=service.lifetime(subject), not_after=subject.expires_at,
             extra_claims={"act": service.actor(client.client_id, subject), **service.link_claims(subject)})
 
     def _decide(self, client, subject: SubjectToken, scopes) -> list[str]:
