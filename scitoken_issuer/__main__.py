@@ -44,6 +44,7 @@ def prepare(app) -> list[str]:
     from flask_migrate import upgrade
 
     from .extensions import db, runtime
+    from .services.directory import group_source_summary
     with app.app_context():
         rt = runtime()
         settings = rt.settings
@@ -62,7 +63,7 @@ def prepare(app) -> list[str]:
             f"signing key   {key.alg} kid={key.kid}" + ("" if id_key.kid == key.kid else f"; ID tokens RS256 kid={id_key.kid}"),
             f"token profile {settings.token_profile}, audience {settings.audience or 'per profile (any)'}",
             f"storage root  {settings.posix_path or '(POSIX_PATH unset: storage scopes are refused)'}",
-            f"groups        {'LDAP ' + settings.ldap_url if settings.use_ldap else 'system (NSS)'}",
+            f"groups        {group_source_summary(settings)}",
             f"instance      {app.instance_path}",
         ]
     return lines

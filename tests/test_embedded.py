@@ -86,6 +86,7 @@ def test_serves_discovery_and_jwks_and_says_what_it_uses(embedded, tmp_path):
     assert str(tmp_path / "instance") in out and "sqlite" in out
     assert f"kid={key['kid']}" in out
     assert "DEVELOPMENT LOGIN" in out  # clearly labelled (docs/flows.md)
+    assert "groups        development users file " in out and "dev-users.json" in out
     assert (tmp_path / "instance" / "scitoken-issuer.db").exists()
 
 

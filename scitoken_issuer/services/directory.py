@@ -24,3 +24,12 @@ def build_group_source(settings: Settings) -> GroupSource:
     if settings.dev_login:
         return StaticGroupSource(dev_users_path(settings))
     return NssGroupSource()
+
+
+def group_source_summary(settings: Settings) -> str:
+    """Where :func:`build_group_source` takes users and groups from, for the start-up summary."""
+    if settings.use_ldap:
+        return f"LDAP {settings.ldap_url}"
+    if settings.dev_login:
+        return f"development users file {dev_users_path(settings)}"
+    return "system (NSS)"
