@@ -125,6 +125,30 @@ def test_failed_client_auth_is_limited_per_client_id_from_any_address(tmp_path):
                        **at("203.0.113.98")).status_code == 200  # other clients are not affected
 
 
+def mangled_basic_auth(client_id: str, secret: str) -> dict:
+    """HTTP Basic credentials with a character outside the base64 alphabet, which authlib's
+    lenient decoder drops: the request still authenticates as ``client_id``."""
+    value = basic_auth(client_id, secret)["Authorization"].removeprefix("Basic ")
+    return {"Authorization": f"Basic {value[:4]}!{value[4:]}"}
+
+
+def test_per_client_limit_reads_the_client_id_as_authentication_does(tmp_path):
+    """RFC 6749 §2.3.1 / docs/security-web.md: the per-client-id count keys on the client id the
+    Basic header authenticates as. A header that authlib decodes but a strict base64 decoder
+    refuses must not let guesses of one client's secret from many addresses go uncounted."""
+    app = make_app(tmp_path, FAILED_AUTH_LIMIT_CLIENT="5/minute")
+    client = app.test_client()
+    client_id, secret = register(app)
+    assert client.post("/auth/token", data=CC, headers=mangled_basic_auth(client_id, secret),
+                       **at("198.51.100.7")).status_code == 200  # the header does authenticate
+    wrong = [client.post("/auth/token", data=CC, headers=mangled_basic_auth(client_id, f"guess-{i}"),
+                         **at(f"203.0.113.{i}")).status_code for i in range(5)]
+    assert wrong == [401] * 5
+    assert_too_many(client.post("/auth/token", data=CC, headers=mangled_basic_auth(client_id, secret),
+                                **at("203.0.113.99")))
+    assert_too_many(client.post("/auth/token", data=CC, headers=basic_auth(client_id, secret), **at("203.0.113.98")))
+
+
 @pytest.mark.parametrize("endpoint", ["/auth/token", "/auth/introspect", "/auth/revoke", "/auth/device/code"])
 def test_failed_client_auth_is_limited_per_address(tmp_path, endpoint):
     """One address trying many client ids (or secrets): 429 after the limit at every endpoint that

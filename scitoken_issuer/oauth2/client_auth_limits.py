@@ -6,12 +6,10 @@ client goes through (token, device authorization, introspection, revocation).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Callable
-from urllib.parse import unquote
 
 from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Error
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import request as flask_request
 
 from ..extensions import failure_limits
@@ -35,14 +33,18 @@ class TooManyFailures(OAuth2Error):
 
 def presented_client_id(request) -> str | None:
     """The client id the request claims (HTTP Basic per RFC 6749 §2.3.1, or the ``client_id``
-    parameter), before anything is verified; None when there is none or it cannot be read."""
-    header = request.headers.get("Authorization", "")
-    if header[:6].lower() == "basic ":
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return unquote(decoded.split(":", 1)[0]) or None
+    parameter), before anything is verified; None when there is none.
+
+    The Basic header is read by authlib's own parser, the one authentication uses: it decodes
+    base64 leniently (characters outside the alphabet are dropped), so a stricter reading here
+    would miss a header that still authenticates, and its failures would escape the per-client
+    count."""
+    try:
+        basic_id, _secret = extract_basic_authorization(request.headers)
+    except ValueError:  # "Basic " alone, or credentials that are not UTF-8
+        basic_id = None
+    if isinstance(basic_id, str) and basic_id:
+        return basic_id
     value = request.payload.client_id if request.payload is not None else None
     return value if isinstance(value, str) and value else None
 
