@@ -134,8 +134,10 @@ def test_no_secret_in_any_log_line(issuer_stack, storage_tree):  # noqa: F811
     issued = stack.token({"grant_type": "authorization_code", "code": code, "redirect_uri": CLIENT_REDIRECT,
                           "code_verifier": verifier}).json()
     found += [code, verifier, issued["access_token"], issued["refresh_token"], issued["id_token"]]
+    assert requests.get(f"{stack.url}/auth/userinfo", headers={"Authorization": f"Bearer {issued['access_token']}"},
+                        timeout=10).ok  # before the replay below revokes it
     assert stack.token({"grant_type": "authorization_code", "code": code, "redirect_uri": CLIENT_REDIRECT,
-                        "code_verifier": verifier}).status_code == 400  # a replay is logged as a refusal
+                        "code_verifier": verifier}).status_code == 400  # a replay: refused, logged, revokes its tokens
 
     # RFC 6749 §4.4, RFC 7662, RFC 7009, and credentials that fail
     service = stack.token({"grant_type": "client_credentials"}, client_id=SERVICE_ID, secret=SERVICE_SECRET).json()
@@ -147,8 +149,6 @@ def test_no_secret_in_any_log_line(issuer_stack, storage_tree):  # noqa: F811
     wrong_secret = "wrong-secret-0123456789abcdef"
     found.append(wrong_secret)
     assert stack.token({"grant_type": "client_credentials"}, client_id=SERVICE_ID, secret=wrong_secret).status_code == 401
-    assert requests.get(f"{stack.url}/auth/userinfo", headers={"Authorization": f"Bearer {issued['access_token']}"},
-                        timeout=10).ok
     assert requests.get(f"{stack.url}/auth/device?user_code={user_code}&code={code}", timeout=10).status_code == 400
 
     stack.stop()  # flush and close every log

@@ -19,7 +19,7 @@ from authlib.oauth2.rfc9101.errors import RequestNotSupportedError, RequestUriNo
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from authlib.oidc.core.grants.code import OpenIDToken
-from authlib.oidc.core.grants.util import is_openid_scope
+from authlib.oidc.core.grants.util import is_openid_scope, validate_request_prompt
 from flask import request
 
 from ..extensions import db, runtime
@@ -76,10 +76,23 @@ class OpenIDCode(IssuerIDToken, _OpenIDCode):
             client_id=request.payload.client_id, nonce=nonce).first() is not None
 
     def __call__(self, grant):
-        super().__call__(grant)
+        # authlib keeps a grant's hooks in a set, so hooks of one type run in no fixed order: the
+        # prompt rules are one hook that applies them in order (else prompt=none with a sign-in
+        # older than max_age answered login_required or consent_required at random, and a
+        # prompt=consent could undo the re-authentication max_age asked for)
+        grant.register_hook("after_create_token_response", self.process_token)
         if is_openid_scope(grant.request.payload.scope):
-            grant.register_hook("after_validate_consent_request", sign_in_not_older_than_max_age)
-            grant.register_hook("after_validate_consent_request", no_interaction_with_user)
+            grant.register_hook("after_validate_authorization_request_payload",
+                                self.validate_openid_authorization_request)
+            grant.register_hook("after_validate_consent_request", prompt_rules)
+
+
+def prompt_rules(grant, redirect_uri, redirect_fragment=False) -> None:
+    """OIDC Core §3.1.2.1 ``prompt`` (authlib's reading), then ``max_age``, then the
+    ``prompt=none`` answer for a signed-in user, in that order."""
+    validate_request_prompt(grant, redirect_uri, redirect_fragment)
+    sign_in_not_older_than_max_age(grant, redirect_uri, redirect_fragment)
+    no_interaction_with_user(grant, redirect_uri, redirect_fragment)
 
 
 _MAX_AGE = re.compile(r"[0-9]{1,10}")
