@@ -136,6 +136,20 @@ def test_request_objects_are_refused_not_ignored(client, client_id, parameter, e
     assert meta["request_uri_parameter_supported"] is False and meta["request_parameter_supported"] is False
 
 
+@pytest.mark.parametrize("parameter, error", [
+    ("request_uri", "request_uri_not_supported"),
+    ("request", "request_not_supported"),
+])
+def test_request_object_is_refused_before_what_it_would_carry(client, client_id, parameter, error):
+    """A client that sends a request object (RFC 9101) puts PKCE and the nonce inside it: the
+    answer names the request object, every time, not the ``code_challenge`` missing outside it."""
+    value = "urn:example:req" if parameter == "request_uri" else "eyJhbGciOiJub25lIn0.e30."
+    for _ in range(20):  # the checks once ran in an order that changed from run to run
+        response = client.get(authorize_url(**request_params(client_id, code_challenge=None,
+                                                             code_challenge_method=None, **{parameter: value})))
+        assert redirect_params(response, REDIRECT)["error"] == error
+
+
 @pytest.mark.parametrize("mode", ["fragment", "form_post", "jwt", "query.jwt"])
 def test_unsupported_response_mode_is_refused_not_ignored(client, client_id, mode):
     """OAuth 2.0 Multiple Response Type Encoding Practices §2.1: discovery lists only ``query`` in

@@ -46,8 +46,10 @@ class GrantSpec:
 
 #: The token endpoint's grants, in the order discovery lists them.
 GRANTS: tuple[GrantSpec, ...] = (
-    GrantSpec(AuthorizationCodeGrant, lambda: [StrictCodeChallenge(required=True), OpenIDCode(),
-                                               NoRequestObjects(), QueryResponseMode()]),
+    # hooks run in this order (grants/hooks.py): a request object is refused before PKCE and nonce
+    # are looked for outside it, since a client that sends one puts them inside
+    GrantSpec(AuthorizationCodeGrant, lambda: [NoRequestObjects(), QueryResponseMode(),
+                                               StrictCodeChallenge(required=True), OpenIDCode()]),
     GrantSpec(RefreshTokenGrant),
     GrantSpec(DeviceCodeGrant, lambda: [DeviceIDToken()]),
     GrantSpec(ClientCredentialsGrant),

@@ -30,6 +30,7 @@ from ...services.scopes import parse_scopes
 from ..audience import narrowed_audience, requested_audience
 from ..server import error_description
 from ..tokens import issued
+from .hooks import OrderedHooks
 
 
 _codes = AuthorizationCode.__table__
@@ -99,7 +100,7 @@ class StoredCode:
         return None
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+class AuthorizationCodeGrant(OrderedHooks, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
     #: RFC 8707 §2: ``resource`` may be given several times, at /auth/authorize and /auth/token
     REPEATABLE_PARAMETERS = frozenset({"resource"})

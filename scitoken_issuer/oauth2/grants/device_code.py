@@ -17,6 +17,7 @@ from ...services.device import PollState
 from ...services.scopes import parse_scopes
 from ..audience import from_text
 from ..server import error_description
+from .hooks import OrderedHooks
 
 
 class DeviceCredential:
@@ -34,7 +35,7 @@ class DeviceCredential:
         return self.state.expires_at <= time.time()
 
 
-class DeviceCodeGrant(_DeviceCodeGrant):
+class DeviceCodeGrant(OrderedHooks, _DeviceCodeGrant):
     """Polls are answered from :class:`~scitoken_issuer.services.device.DeviceFlow` state; the
     whole check is one override of ``validate_device_credential`` (authlib's ``query_user_grant``
     and ``should_slow_down`` hooks are folded into it, so the decision row is read only once).
