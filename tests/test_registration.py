@@ -175,6 +175,7 @@ def test_international_names_are_kept(client):
     ({"redirect_uris": ["https://ok.example.org/cb#frag"]}, "invalid_redirect_uri"),
     ({"redirect_uris": "https://not-a-list.example.org"}, "invalid_redirect_uri"),
     ({"grant_types": ["authorization_code"]}, "invalid_redirect_uri"),
+    ({}, "invalid_redirect_uri"),  # the default grant is authorization_code (RFC 7591 §2)
     ({"grant_types": ["password"]}, "invalid_client_metadata"),
     ({"grant_types": "refresh_token"}, "invalid_client_metadata"),
     ({"response_types": ["token"], "redirect_uris": ["https://a.example.org/cb"]}, "invalid_client_metadata"),

@@ -157,6 +157,8 @@ class RegistrationEndpoint(ClientRegistrationEndpoint):
 
     def extract_client_metadata(self, request):
         _require_json_object()
+        if not request.payload.data:  # {}: the metadata rules say what is missing (authlib: a bare invalid_request)
+            return {}
         return super().extract_client_metadata(request)
 
     def get_server_metadata(self):
