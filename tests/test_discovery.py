@@ -15,6 +15,25 @@ def test_metadata_documents_match(client):
     assert oidc["issuer"] == "http://issuer.test"
 
 
+def test_issuer_with_a_path_has_its_metadata_at_the_path_inserted_address(tmp_path):
+    """RFC 8414 §3.1: issuer ``https://host/tokens`` → metadata at
+    ``/.well-known/oauth-authorization-server/tokens`` (behind a proxy that forwards it), and
+    OIDC Discovery §4 at ``/tokens/.well-known/openid-configuration`` (the proxy strips the
+    prefix); any other path after the well-known name is 404."""
+    from .conftest import make_app
+
+    app = make_app(tmp_path, ISSUER_ADDRESS="https://host.example/tokens/v1")
+    client = app.test_client()
+    meta = client.get("/.well-known/oauth-authorization-server/tokens/v1")
+    assert meta.status_code == 200 and meta.get_json()["issuer"] == "https://host.example/tokens/v1"
+    assert meta.get_json() == client.get("/.well-known/openid-configuration").get_json()
+    assert meta.get_json()["token_endpoint"] == "https://host.example/tokens/v1/auth/token"
+    for other in ("tokens", "other", "tokens/v1/x"):
+        assert client.get(f"/.well-known/oauth-authorization-server/{other}").status_code == 404
+    plain = make_app(tmp_path / "plain")  # an issuer without a path has no such address
+    assert plain.test_client().get("/.well-known/oauth-authorization-server/x").status_code == 404
+
+
 def test_every_advertised_endpoint_is_served(client):
     """RFC 8414 §2: each advertised endpoint exists on this issuer (no 404)."""
     meta = client.get("/.well-known/openid-configuration").get_json()
