@@ -62,6 +62,15 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
+def _issuer_url(name: str, value: str) -> str:
+    """An OAuth issuer identifier (RFC 8414 §2): an http(s) URL without query or fragment."""
+    text = _url(("http", "https"))(name, value)
+    parts = urlsplit(text)
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ConfigError(f"{name}: an issuer address has no query or fragment, got {value!r}")
+    return text
+
+
 def _str(name: str, value: str) -> str:
     return str(value).strip()
 
@@ -135,12 +144,12 @@ class Settings:
         "address `python -m scitoken_issuer` listens on")
     port: int = setting(_int(1, 65535), 8080,
         "port `python -m scitoken_issuer` listens on")
-    issuer_address: str = setting(_url(("http", "https")), None,
+    issuer_address: str = setting(_issuer_url, None,
         "public address of this issuer; default http://HOST:PORT")
     audience: str | None = setting(_audience, None,
         "the `aud` of every access token, one URI or name (clients may ask only for it); unset: the "
         "profile's any-audience (WLCG https://wlcg.cern.ch/jwt/v1/any, SciTokens ANY), narrowable")
-    idp_address: str | None = setting(_url(("http", "https")), None,
+    idp_address: str | None = setting(_issuer_url, None,
         "upstream OIDC identity provider; unset: development login")
     idp_client_id: str | None = setting(_str, None,
         "this issuer's client id at the upstream IdP")

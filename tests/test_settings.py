@@ -31,6 +31,8 @@ def test_every_setting_has_a_doc():
     ("ACCESS_TOKEN_LIFETIME", "-5", "ACCESS_TOKEN_LIFETIME"),
     ("POSIX_STRICT", "maybe", "POSIX_STRICT: expected true or false"),
     ("ISSUER_ADDRESS", "ftp://x", "ISSUER_ADDRESS: expected a http/https URL"),
+    ("ISSUER_ADDRESS", "https://tokens.example.org/?x=1", "ISSUER_ADDRESS: an issuer address has no query or fragment"),
+    ("IDP_ADDRESS", "https://idp.example.org/realms/x#top", "IDP_ADDRESS: an issuer address has no query or fragment"),
     ("STATIC_CLIENTS", "[{", "STATIC_CLIENTS: not valid JSON"),
     ("STATIC_CLIENTS", '{"a": 1}', "STATIC_CLIENTS: expected a JSON list"),
     ("KEY_SIZE", "1024", "KEY_SIZE: must be between 2048"),
