@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
@@ -102,6 +103,16 @@ def _audience(name: str, value: str) -> str:
     return text
 
 
+def _ca_file(name: str, value: str) -> str:
+    """A PEM file of CA certificates that Python's TLS can load (one line on failure)."""
+    text = str(value).strip()
+    try:
+        ssl.create_default_context(cafile=text)
+    except OSError as exc:  # ssl.SSLError too: not PEM, no certificate in it
+        raise ConfigError(f"{name}: cannot load CA certificates from {text}: {exc.strerror or exc}") from None
+    return text
+
+
 def _json_list(name: str, value: str) -> list:
     if isinstance(value, list):
         return value
@@ -179,6 +190,9 @@ class Settings:
         "optional bind DN; anonymous when unset")
     ldap_bind_password: str | None = setting(_str, None,
         "password of LDAP_BIND_DN")
+    ldap_ca_file: str | None = setting(_ca_file, None,
+        "PEM file of the CAs the certificate of an ldaps:// LDAP_URL must chain to; unset: the "
+        "system's trust store (the certificate and its host name are always verified)")
     group_cache_ttl: int = setting(_int(0, 86400 * 7), 300,
         "seconds a group answer may be served from cache")
     group_cache_max_staleness: int = setting(_int(0, 86400 * 7), 3600,
@@ -285,6 +299,8 @@ class Settings:
             for name in ("ldap_url", "ldap_user_base", "ldap_group_base"):
                 if not getattr(self, name):
                     raise ConfigError(f"{name.upper()}: required when USE_LDAP is true")
+        if self.ldap_ca_file and not (self.ldap_url or "").startswith("ldaps://"):
+            raise ConfigError("LDAP_CA_FILE: set, but LDAP_URL is not ldaps:// (ldap:// is not encrypted)")
         if self.ldap_bind_dn and self.ldap_bind_password is None:
             raise ConfigError("LDAP_BIND_PASSWORD: required when LDAP_BIND_DN is set")
         if self.posix_path is not None and not os.path.isabs(self.posix_path):

@@ -20,7 +20,8 @@ def build_group_source(settings: Settings) -> GroupSource:
     """LDAP with ``USE_LDAP``; the development users file with the development login; else NSS."""
     if settings.use_ldap:
         return LdapGroupSource(settings.ldap_url, settings.ldap_user_base, settings.ldap_group_base,
-                               bind_dn=settings.ldap_bind_dn, bind_password=settings.ldap_bind_password)
+                               bind_dn=settings.ldap_bind_dn, bind_password=settings.ldap_bind_password,
+                               ca_file=settings.ldap_ca_file)
     if settings.dev_login:
         return StaticGroupSource(dev_users_path(settings))
     return NssGroupSource()

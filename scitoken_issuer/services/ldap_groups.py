@@ -1,15 +1,17 @@
 """Users and groups from LDAP (docs/authorization.md): ``posixAccount`` users, ``posixGroup`` (``memberUid``),
 ``groupOfNames`` / ``groupOfUniqueNames`` (member DNs) groups with a ``gidNumber``.
 
-Filter values are escaped, full passes use simple paged results, and one connection is reused
-(under a lock held for one search page) and reopened once on failure before the source answers
-:class:`~scitoken_issuer.services.groups.GroupsUnavailable`.
+Filter values are escaped, full passes use simple paged results, an ``ldaps://`` server's
+certificate and host name are verified (against ``ca_file`` or the system's trust store), and one
+connection is reused (under a lock held for one search page) and reopened once on failure before
+the source answers :class:`~scitoken_issuer.services.groups.GroupsUnavailable`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import ssl
 import threading
 from typing import Any, Iterator
 
@@ -29,6 +31,25 @@ _NO_SUCH_OBJECT = 32
 _DN_SPECIALS = frozenset(',+"\\<>;=')
 
 
+class VerifiedTls(ldap3.Tls):
+    """TLS for ``ldaps://``, verified during the handshake by Python's own context: the chain
+    (against ``ca_file``, else the system's trust store) and the host name (RFC 4513 §3.1.3).
+
+    ldap3's own ``Tls`` verifies nothing by default, so anyone on the path could answer with
+    made-up groups, and storage scopes follow groups; asked to verify, it checks the name only
+    after the handshake and leaves that socket open when the name does not match."""
+
+    def __init__(self, ca_file: str | None = None):
+        super().__init__(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file)
+        self._context: ssl.SSLContext | None = None
+
+    def wrap_socket(self, connection, do_handshake: bool = False) -> None:
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=self.ca_certs_file)
+        connection.socket = self._context.wrap_socket(
+            connection.socket, server_hostname=connection.server.host, do_handshake_on_connect=do_handshake)
+
+
 class LdapGroupSource:
     """Users (``posixAccount``) and groups from LDAP over one reused, thread-safe connection.
 
@@ -43,8 +64,10 @@ class LdapGroupSource:
     """
 
     def __init__(self, url: str, user_base: str, group_base: str, bind_dn: str | None = None,
-                 bind_password: str | None = None, timeout: float = 5.0, page_size: int = 500):
+                 bind_password: str | None = None, timeout: float = 5.0, page_size: int = 500,
+                 ca_file: str | None = None):
         self.url, self.user_base, self.group_base = url, user_base, group_base
+        self._tls = VerifiedTls(ca_file)
         self.page_size = page_size
         self._bind = (bind_dn, bind_password)
         self._connect_timeout = timeout
@@ -60,7 +83,8 @@ class LdapGroupSource:
         """The pooled connection, opened and bound on first use or after a failure (lock held)."""
         if self._conn is None or self._conn.closed:
             # A fresh Server each time: ldap3 remembers a refused address as unusable for a while.
-            server = ldap3.Server(self.url, connect_timeout=self._connect_timeout, get_info=ldap3.NONE)
+            server = ldap3.Server(self.url, connect_timeout=self._connect_timeout, get_info=ldap3.NONE,
+                                  tls=self._tls)
             conn = ldap3.Connection(
                 server, user=self._bind[0], password=self._bind[1], read_only=True,
                 receive_timeout=self._receive_timeout, raise_exceptions=False, check_names=False)

@@ -40,7 +40,7 @@ moduleload back_mdb
 pidfile {root}/slapd.pid
 argsfile {root}/slapd.args
 sizelimit size.soft=500 size.hard=unlimited size.prtotal=unlimited
-database mdb
+{tls}database mdb
 maxsize 4294967296
 suffix "{suffix}"
 rootdn "{admin_dn}"
@@ -65,10 +65,17 @@ class Slapd:
     admin_password: str = ADMIN_PASSWORD
     user_base: str = USER_BASE
     group_base: str = GROUP_BASE
+    #: (certificate, key) PEM files: slapd then also listens for ldaps:// on ``tls_port``
+    tls: tuple[Path, Path] | None = None
+    tls_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
 
     @property
     def conf(self) -> Path:
@@ -79,6 +86,7 @@ class Slapd:
         (self.root / "db").mkdir(parents=True, exist_ok=True)
         self.conf.write_text(SLAPD_CONF.format(
             schema=SCHEMA_DIR, modules=MODULE_DIR, root=self.root, suffix=self.suffix,
+            tls=f"TLSCertificateFile {self.tls[0]}\nTLSCertificateKeyFile {self.tls[1]}\n" if self.tls else "",
             admin_dn=self.admin_dn, admin_password=self.admin_password))
 
     def load(self, ldif: str | Path) -> None:
@@ -96,9 +104,11 @@ class Slapd:
     def start(self) -> "Slapd":
         if self.process is not None and self.process.alive():
             return self
-        self.process = ManagedProcess(
-            "slapd", [SLAPD, "-d", "0", "-f", str(self.conf), "-h", f"{self.url}/"], self.root)
+        listen = f"{self.url}/" + (f" {self.ldaps_url}/" if self.tls else "")
+        self.process = ManagedProcess("slapd", [SLAPD, "-d", "0", "-f", str(self.conf), "-h", listen], self.root)
         self.process.start().wait_for_port(self.port)
+        if self.tls:
+            self.process.wait_for_port(self.tls_port)
         return self
 
     def stop(self) -> None:
@@ -110,9 +120,11 @@ class Slapd:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def make_slapd(ldifs: Iterable[str | Path] = (BASE_LDIF,), root: Path | None = None) -> Slapd:
-    """Configure, load (offline) and start a slapd; the caller must ``destroy`` it."""
-    server = Slapd(Path(root or tempfile.mkdtemp(prefix="slapd-")))
+def make_slapd(ldifs: Iterable[str | Path] = (BASE_LDIF,), root: Path | None = None,
+               tls: tuple[Path, Path] | None = None) -> Slapd:
+    """Configure, load (offline) and start a slapd (with ldaps:// too when given ``tls``, a
+    certificate and key); the caller must ``destroy`` it."""
+    server = Slapd(Path(root or tempfile.mkdtemp(prefix="slapd-")), tls=tls)
     try:
         server.configure()
         for ldif in ldifs:
