@@ -78,8 +78,8 @@ def main() -> int:
         print(f"scitoken-issuer: configuration error: {exc}", file=sys.stderr)
         return 2
     except DBAPIError as exc:  # the database refused or is down: its own first line, no traceback
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
-        print(f"scitoken-issuer: database unavailable: {reason}", file=sys.stderr)
+        from .database import unavailable_reason
+        print(f"scitoken-issuer: database unavailable: {unavailable_reason(exc)}", file=sys.stderr)
         return 1
     settings = app.extensions["scitoken_issuer"].settings
     print("scitoken-issuer (embedded)")

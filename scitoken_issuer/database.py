@@ -19,7 +19,7 @@ import select
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +86,8 @@ def _discard_closed(dbapi_connection, _record, _proxy) -> None:
     if server_closed(dbapi_connection):
         logger.info("database connection closed by the server; reconnecting")
         raise DisconnectionError("the server closed the connection")
+
+
+def unavailable_reason(exc: DBAPIError) -> str:
+    """The driver's first line for a database that refused or is down (no URL, no traceback)."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__

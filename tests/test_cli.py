@@ -177,7 +177,8 @@ def test_settings_lists_every_variable(cli):
 
 
 def console(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYENV_VERSION", "PYENV_ROOT")}
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYENV_VERSION", "PYENV_ROOT",
+                                                                  "PYTHONPATH")}
     clean.update({"HOME": str(tmp_path), "INSTANCE_PATH": str(tmp_path / "instance"), **env})
     return subprocess.run(["scitoken-issuer", *args], capture_output=True, text=True, timeout=120, env=clean)
 
@@ -209,3 +210,28 @@ def test_console_script_help(tmp_path):
     assert done.returncode == 0
     for group in ("client", "keys", "settings", "db"):
         assert group in done.stdout
+
+
+@pytest.mark.parametrize("args", [("db", "upgrade"), ("client", "list"), ("keys", "rotate"),
+                                  ("revoke", "--user", "alice")])
+def test_console_script_database_down_is_one_line(tmp_path, args):
+    """docs/configuration.md, "Command line": a command whose PostgreSQL is down (nothing listens)
+    prints the driver's reason in one line and exits 3, never a traceback."""
+    from .support.processes import free_port
+
+    done = console(tmp_path, *args, DATABASE_URL=f"postgresql+psycopg://issuer@127.0.0.1:{free_port()}/issuer")
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert len(lines) == 1 and lines[0].startswith("scitoken-issuer: database unavailable: "), lines
+    assert "refused" in lines[0]
+
+
+def test_console_script_redis_down_is_one_line(tmp_path):
+    """docs/configuration.md, "Command line": Redis down is one line and exit 3 (``cache show``
+    reads the precompute's record from Redis)."""
+    from .support.processes import free_port
+
+    done = console(tmp_path, "cache", "show", "alice", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert lines[-1].startswith("scitoken-issuer: Redis unavailable: ") and "Traceback" not in done.stderr, lines
