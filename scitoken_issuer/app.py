@@ -14,11 +14,10 @@ from flask import Flask
 from .database import autocommit_twin, engine_options, init_engine
 from .extensions import AUTOCOMMIT_ENGINE, csrf, db, migrate
 from .runtime import Runtime
+from .services.schema import MIGRATIONS
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
-
-MIGRATIONS = str(Path(__file__).parent / "migrations")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -98,8 +97,10 @@ def init_database(app: Flask) -> None:
 
 
 def init_runtime(app: Flask, settings: Settings) -> None:
+    from .blueprints.edge import refuse_behind_schema
     from .oauth2.protocol import GRANT_TYPES
     rt = app.extensions["scitoken_issuer"] = Runtime.build(settings, app.config["SECRET_KEY"], GRANT_TYPES)
+    app.before_request(refuse_behind_schema)  # until the schema is seen current: one query per process
     app.before_request(rt.version.begin_request)  # unsubscribed: one GET of the state version per request
     app.teardown_request(rt.version.end_request)
 

@@ -24,6 +24,7 @@ from .services.login import Logins
 from .services.maintenance import Maintenance
 from .services.posix import StatCache
 from .services.readiness import Readiness
+from .services.schema import SchemaState
 from .services.refresh import RefreshService
 from .services.revocations import RevocationList
 from .services.secrets import SecretBox
@@ -61,6 +62,7 @@ class Runtime:
     device_decisions: DeviceDecisions
     maintenance: Maintenance
     readiness: Readiness
+    schema: SchemaState
     exchange: TokenExchange
 
     @classmethod
@@ -108,11 +110,13 @@ class Runtime:
         device = DeviceFlow(box, client, settings.device_code_lifetime, settings.device_poll_interval)
         user_scopes = UserScopes(groups, policy)
         identities = Identities(box, idp, settings.idp_recheck_interval)
+        schema = SchemaState()
         return cls(settings=settings, secrets=box, keys=keys, tokens=tokens, clients=clients, refresh=refresh,
                    revocations=revocations, version=version, redis=client, groups=groups, tree=tree,
                    policy=policy, idp=idp, device=device, user_scopes=user_scopes, identities=identities,
                    logins=Logins(idp, groups, identities),
                    device_decisions=DeviceDecisions(device, clients, user_scopes),
                    maintenance=Maintenance(client, keys, tree, refresh, revocations),
-                   readiness=Readiness(keys, client, idp, settings.posix_path),
+                   readiness=Readiness(keys, client, idp, settings.posix_path, schema),
+                   schema=schema,
                    exchange=TokenExchange(tokens, revocations, refresh, settings.token_profile))

@@ -19,8 +19,8 @@ def test_ready_with_database_keys_and_storage(tmp_path, storage):
     app = make_app(tmp_path, POSIX_PATH=str(storage))
     answer = app.test_client().get("/readyz")
     assert answer.status_code == 200
-    assert answer.json == {"status": "ready", "checks": {"database": "ok", "keys": "no signing key yet",
-                                                         "storage": "ok"}}
+    assert answer.json == {"status": "ready", "checks": {"database": "ok", "schema": "ok",
+                                                         "keys": "no signing key yet", "storage": "ok"}}
 
 
 def test_storage_gone_is_not_ready(tmp_path, storage):

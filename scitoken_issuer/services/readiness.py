@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from ..extensions import db
 from .keys import KeyStore
+from .schema import SchemaState
 from .upstream_idp import UpstreamIdP
 
 logger = logging.getLogger(__name__)
@@ -25,8 +26,9 @@ class Readiness:
     scope, so a load balancer should send its users elsewhere)."""
 
     def __init__(self, keys: KeyStore, redis_client: redis.Redis | None, idp: UpstreamIdP | None,
-                 posix_path: str | None = None):
+                 posix_path: str | None = None, schema: SchemaState | None = None):
         self.keys = keys
+        self.schema = schema
         self.redis = redis_client
         self.idp = idp
         self.posix_path = posix_path
@@ -37,7 +39,12 @@ class Readiness:
         try:
             db.session.execute(text("SELECT 1"))
             checks["database"] = "ok"
-            checks["keys"] = "ok" if self.keys.view().current else NOT_YET
+            problem = self.schema.problem(db.session.connection()) if self.schema else None
+            if problem:
+                checks["schema"] = problem
+            else:
+                checks["schema"] = "ok"
+                checks["keys"] = "ok" if self.keys.view().current else NOT_YET
         except Exception as exc:  # readiness reports, it never raises
             logger.warning("readiness: database check failed: %s", type(exc).__name__)
             checks["database"] = "unavailable"
