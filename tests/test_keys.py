@@ -207,3 +207,36 @@ def test_two_processes_creating_both_chains_agree(tmp_path):
     assert len(seen) == 2 and seen[0] == seen[1] and set(seen[0]) == {"ES256", "RS256"}
     with apps[0].app_context():
         assert sorted(db.session.execute(select(SigningKey.alg)).scalars().all()) == ["ES256", "RS256"]
+
+
+def test_rotate_on_a_fresh_install_gives_a_key_that_signs(app, client, make_client):
+    """docs/tokens.md, "Keys": ``keys rotate`` before anything was signed (an operator's first
+    step on a new database) makes the first key, which signs at once: there is no earlier key
+    set a verifier could have cached. It made a key for tomorrow, and every token request
+    failed until then (no current key, none created)."""
+    from .conftest import basic_auth
+
+    done = app.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert done.exit_code == 0, done.output
+    listed = app.test_cli_runner().invoke(args=["keys", "list"])
+    assert listed.output.startswith("current "), listed.output
+    registered, secret = make_client()
+    answer = client.post("/auth/token", data={"grant_type": "client_credentials"},
+                         headers=basic_auth(registered.client_id, secret))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    kid = pyjwt.get_unverified_header(answer.json["access_token"])["kid"]
+    assert kid in listed.output
+
+
+def test_chain_with_only_a_future_key_gets_one_that_signs_now(app, clock):
+    """docs/tokens.md, "Keys": a chain whose only key signs later (left by an earlier release's
+    ``keys rotate`` on a fresh database) is given a key that signs now instead of refusing to
+    sign until then."""
+    keys = runtime().keys
+    future = keys._create("RS256", activates_at=int(clock.now) + 86400)
+    db.session.commit()
+    assert keys.view(fresh=True).current is None
+    token = mint()
+    current = keys.view(fresh=True).current
+    assert current is not None and current.kid != future.kid
+    assert pyjwt.get_unverified_header(token)["kid"] == current.kid

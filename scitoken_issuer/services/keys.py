@@ -215,7 +215,7 @@ class KeyStore:
             for _attempt in range(CREATE_ATTEMPTS):
                 view = self.view(alg, fresh=True)
                 now = int(self.clock())
-                if view.current is None and not view.upcoming:
+                if view.current is None:  # nothing signs: a key is needed now, whatever is upcoming
                     activates = now
                 elif self._rotation_due(view):
                     activates = max(now + self.publish_seconds, view.current.activates_at + self.rotation_seconds)
@@ -230,11 +230,13 @@ class KeyStore:
     def rotate(self, immediately: bool = False, alg: str | None = None) -> list[LoadedKey]:
         """Publish a new key now in the chain of ``alg`` (default: every chain in use). It signs
         after the publish period, or at once if ``immediately`` (for a compromised key: verifiers
-        that cached the old key set will refetch on the new kid)."""
+        that cached the old key set will refetch on the new kid) or if nothing signs in that chain
+        yet (a fresh database: no verifier can have cached a key set without it)."""
         now = int(self.clock())
         created = []
         for chain in (alg,) if alg else self.algs:
-            key = self._create(chain, activates_at=now if immediately else now + self.publish_seconds)
+            at_once = immediately or self.view(chain, fresh=True).current is None
+            key = self._create(chain, activates_at=now if at_once else now + self.publish_seconds)
             if key is None:
                 raise RuntimeError("another process rotated the key at the same moment; try again")
             created.append(key)
