@@ -140,6 +140,7 @@ def client_delete(client_id):
 def keys_list():
     """The published keys of every chain and what each does now."""
     keys = runtime().keys
+    listed = 0
     for alg in keys.chains(fresh=True):
         view = keys.view(alg, fresh=True)
         roles = ", ".join(keys.roles(alg)) or "no longer used"
@@ -148,6 +149,9 @@ def keys_list():
         for state, key in rows:
             when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(key.activates_at))
             click.echo(f"{state:8} {key.kid} {key.alg} generation={key.generation} signs-from={when} ({roles})")
+        listed += len(rows)
+    if not listed:
+        click.echo("no signing keys yet: the first token request or `scitoken-issuer keys rotate` creates them")
 
 
 @keys_cli.command("rotate")

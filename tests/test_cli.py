@@ -235,3 +235,10 @@ def test_console_script_redis_down_is_one_line(tmp_path):
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert done.returncode == 3, done.stdout + done.stderr
     assert lines[-1].startswith("scitoken-issuer: Redis unavailable: ") and "Traceback" not in done.stderr, lines
+
+
+def test_keys_list_on_a_fresh_database_says_so(cli):
+    """docs/tokens.md: before the first key, ``keys list`` says there is none and how one is made
+    (it printed nothing)."""
+    done = cli("keys", "list")
+    assert done.exit_code == 0 and done.output.startswith("no signing keys yet"), done.output
