@@ -256,8 +256,8 @@ class Settings:
         "port a Celery worker serves its Prometheus metrics on; 0: none")
     worker_metrics_host: str = setting(_str, "127.0.0.1",
         "address a Celery worker's metrics port listens on")
-    log_level: str = setting(_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
-        "log level")
+    log_level: str = setting(lambda name, value: _choice("DEBUG", "INFO", "WARNING", "ERROR")(name, str(value).upper()),
+        "INFO", "log level (any case: info, INFO)")
 
     @property
     def production(self) -> bool:

@@ -50,6 +50,12 @@ def test_bad_value_names_the_variable(name, value, fragment):
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+def test_log_level_in_any_case():
+    assert Settings.load({}, environ={"LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="^LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR"):
+        Settings.load({}, environ={"LOG_LEVEL": "verbose"})
+
+
 def test_database_urls_the_issuer_runs_on():
     """docs/configuration.md DATABASE_URL: PostgreSQL (psycopg 3) and SQLite are accepted as given."""
     for url in ("postgresql://issuer@db/issuer", "postgresql+psycopg://issuer:pw@db:5432/issuer",
