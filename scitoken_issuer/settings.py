@@ -44,9 +44,9 @@ def _int(low: int, high: int) -> Callable[[str, str], int]:
     return parse
 
 
-def _choice(*choices: str) -> Callable[[str, str], str]:
+def _choice(*choices: str, any_case: bool = False) -> Callable[[str, str], str]:
     def parse(name: str, value: str) -> str:
-        text = str(value).strip()
+        text = str(value).strip().upper() if any_case else str(value).strip()
         if text not in choices:
             raise ConfigError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
         return text
@@ -256,8 +256,8 @@ class Settings:
         "port a Celery worker serves its Prometheus metrics on; 0: none")
     worker_metrics_host: str = setting(_str, "127.0.0.1",
         "address a Celery worker's metrics port listens on")
-    log_level: str = setting(lambda name, value: _choice("DEBUG", "INFO", "WARNING", "ERROR")(name, str(value).upper()),
-        "INFO", "log level (any case: info, INFO)")
+    log_level: str = setting(_choice("DEBUG", "INFO", "WARNING", "ERROR", any_case=True), "INFO",
+        "log level (any case: info, INFO)")
 
     @property
     def production(self) -> bool:
