@@ -118,6 +118,32 @@ def test_two_authentication_methods_are_not_both_accepted(client, make_client):
     assert_error(response, 401, "invalid_client")
 
 
+def test_basic_header_does_not_fall_through_to_the_body(client, make_client):
+    """RFC 6749 §2.3: a Basic header that does not authenticate (another client with a wrong
+    secret) is not rescued by client_secret_post credentials in the body."""
+    registered, secret = make_client(token_endpoint_auth_method="client_secret_post")
+    other, _ = make_client()
+    response = client.post(TOKEN, data={**GRANT, "client_id": registered.client_id, "client_secret": secret},
+                           headers=basic_auth(other.client_id, "wrong"))
+    body = assert_error(response, 401, "invalid_client")
+    assert "one method" in body["error_description"]
+    assert response.headers["WWW-Authenticate"].startswith("Basic realm=")
+
+
+@pytest.mark.parametrize("body_id", ["same", "other"])
+def test_client_id_in_the_body_beside_basic(client, make_client, body_id):
+    """RFC 6749 §2.3.1: a Basic client may also send its own ``client_id`` in the body; a body
+    ``client_id`` naming another client is ``invalid_client`` (one request, one client)."""
+    registered, secret = make_client()
+    other, _ = make_client()
+    named = registered.client_id if body_id == "same" else other.client_id
+    response = client.post(TOKEN, data={**GRANT, "client_id": named}, headers=basic_auth(registered.client_id, secret))
+    if body_id == "same":
+        assert response.status_code == 200, response.get_data(as_text=True)
+    else:
+        assert_error(response, 401, "invalid_client")
+
+
 @pytest.mark.parametrize("header", [
     "Basic !!!not-base64!!!",
     "Basic " + base64.b64encode(b"no-colon-here").decode(),

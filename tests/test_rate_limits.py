@@ -4,6 +4,7 @@ address from ``TRUSTED_PROXIES`` hops only. Over a limit: 429 (RFC 6585 §4) wit
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 
@@ -147,6 +148,39 @@ def test_per_client_limit_reads_the_client_id_as_authentication_does(tmp_path):
     assert_too_many(client.post("/auth/token", data=CC, headers=mangled_basic_auth(client_id, secret),
                                 **at("203.0.113.99")))
     assert_too_many(client.post("/auth/token", data=CC, headers=basic_auth(client_id, secret), **at("203.0.113.98")))
+
+
+@pytest.mark.parametrize("decoy", ["own-client", "id-only", "unknown-id-only"])
+def test_a_basic_header_beside_body_credentials_does_not_escape_the_per_client_count(tmp_path, decoy):
+    """RFC 6749 §2.3 (one method per request) / docs/security-web.md: guessing a
+    client_secret_post client's secret in the body, with a decoy Basic header that does not
+    authenticate (the guesser's own client with a wrong secret, from addresses it authenticated
+    from; or a client id without a secret), counted each failure against the decoy: twelve
+    guesses from twelve addresses and then the right secret got a token under a per-client limit
+    of 5. Now such a request is refused whatever the body holds, and the secret is never compared."""
+    app = make_app(tmp_path, FAILED_AUTH_LIMIT_CLIENT="5/minute")
+    client = app.test_client()
+    victim_id, victim_secret = register(app, token_endpoint_auth_method="client_secret_post")
+    own_id, own_secret = register(app)
+    decoys = {"own-client": basic_auth(own_id, "wrong"),
+              "id-only": raw_basic_header(own_id.encode()),
+              "unknown-id-only": raw_basic_header(b"anything")}
+    addresses = [f"203.0.113.{i}" for i in range(12)]
+    for address in addresses:  # the guesser's own client is known at each of its addresses
+        assert client.post("/auth/token", data=CC, headers=basic_auth(own_id, own_secret), **at(address)).status_code == 200
+    for i, address in enumerate(addresses):
+        response = client.post("/auth/token", data={**CC, "client_id": victim_id, "client_secret": f"guess-{i}"},
+                               headers=decoys[decoy], **at(address))
+        assert response.get_json()["error"] in ("invalid_client", "slow_down")  # the decoy's own count may lock it
+    right = client.post("/auth/token", data={**CC, "client_id": victim_id, "client_secret": victim_secret},
+                        headers=decoys[decoy], **at(addresses[-1]))
+    assert right.status_code in (401, 429) and "access_token" not in right.get_json(), right.get_data(as_text=True)
+    assert client.post("/auth/token", data={**CC, "client_id": victim_id, "client_secret": victim_secret},
+                       **at("198.51.100.9")).status_code == 200  # one method: the victim is unaffected
+
+
+def raw_basic_header(credentials: bytes) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
 
 
 @pytest.mark.parametrize("endpoint", ["/auth/token", "/auth/introspect", "/auth/revoke", "/auth/device/code"])

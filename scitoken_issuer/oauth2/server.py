@@ -7,6 +7,7 @@ import logging
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskAuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, InvalidScopeError, \
     UnsupportedGrantTypeError, UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import Response, g
 from flask import request as flask_request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -63,6 +64,31 @@ def check_form_parameters(repeatable: frozenset[str] = frozenset()) -> None:
         if len(values) > 1 and name not in repeatable:
             raise InvalidRequestError(error_description(f"parameter {name} was sent more than once "
                                                         "(RFC 6749 section 3.2)", 200))
+
+
+def check_one_method() -> None:
+    """RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each
+    request." authlib tries each method in turn, so a ``Basic`` header that does not authenticate
+    (a wrong secret, or none) fell through to ``client_id``/``client_secret`` in the body, and
+    the failure was counted against the header's client id instead of the body's
+    (docs/security-web.md). A ``Basic`` header beside a body ``client_secret``, or beside a body
+    ``client_id`` that differs from the header's, is ``invalid_client`` before any secret is
+    compared."""
+    scheme = flask_request.headers.get("Authorization", "").split(None, 1)[:1]
+    if [part.lower() for part in scheme] != ["basic"]:
+        return
+    if "client_secret" in flask_request.form:
+        raise InvalidClientError(status_code=401, description="the client authenticated both with HTTP Basic and "
+                                 "with client_secret in the body; use one method (RFC 6749 section 2.3)")
+    body_id = flask_request.form.get("client_id")
+    if body_id is not None:
+        try:
+            basic_id, _secret = extract_basic_authorization(flask_request.headers)
+        except ValueError:
+            basic_id = None
+        if body_id != basic_id:
+            raise InvalidClientError(status_code=401, description="client_id in the body is not the client "
+                                     "of the HTTP Basic credentials (RFC 6749 section 2.3)")
 
 
 class GrantTypeError(UnsupportedGrantTypeError):
@@ -164,6 +190,7 @@ class AuthorizationServer(_FlaskAuthorizationServer):
 
     def authenticate_unlimited(self, request, methods, endpoint):
         """authlib's client authentication, a malformed header answered ``invalid_client``."""
+        check_one_method()
         try:
             return super().authenticate_client(request, methods, endpoint)
         except ValueError:  # authlib's Basic parser lets "Basic " and non-UTF-8 credentials through
