@@ -115,3 +115,15 @@ def test_code_used_twice_by_a_client_without_refresh_revokes_its_access_token(is
     jti = pyjwt.decode(first["access_token"], options={"verify_signature": False})["jti"]
     with issuer.app_context():
         assert db.session.query(Revocation).filter_by(kind="jti", value=jti).count() == 1
+
+
+@pytest.mark.parametrize("verifier", ["é" * 50, "\x00" * 43, "v" * 42, "v" * 129])
+def test_used_code_with_a_malformed_verifier_is_invalid_grant(client, client_id, verifier):
+    """RFC 6749 §4.1.2 / RFC 7636 §4.1: a used code presented again with a verifier that is not
+    one (outside the unreserved characters, or of the wrong length) is ``invalid_grant`` and
+    revokes nothing; a non-ASCII one was a 500."""
+    code, good = approved_code(client, client_id, scope="openid")
+    first = exchange(client, client_id, code, good, redirect_uri=REDIRECT).get_json()
+    again = exchange(client, client_id, code, verifier, redirect_uri=REDIRECT)
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant", again.get_data(as_text=True)
+    assert accepted(client, first["access_token"])

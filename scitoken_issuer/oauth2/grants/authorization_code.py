@@ -19,6 +19,7 @@ import time
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
+from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from sqlalchemy import bindparam, select, update
 
 from ...extensions import db, runtime, separate_transaction
@@ -196,8 +197,10 @@ class AuthorizationCodeGrant(OrderedHooks, grants.AuthorizationCodeGrant):
         if not stored.code_challenge:
             return not client.needs_pkce  # an exempted client authenticated to get here
         verifier = self.request.payload.data.get("code_verifier")
-        return isinstance(verifier, str) and hmac.compare_digest(
-            create_s256_code_challenge(verifier), stored.code_challenge)
+        # RFC 7636 §4.1's characters only: authlib's S256 encodes the verifier as ASCII (a 500 else)
+        if not isinstance(verifier, str) or not CODE_VERIFIER_PATTERN.fullmatch(verifier):
+            return False
+        return hmac.compare_digest(create_s256_code_challenge(verifier), stored.code_challenge)
 
     def _revoke_issued(self, stored: AuthorizationCode) -> None:
         """RFC 6749 §4.1.2: revoke the tokens the code's exchange gave — its refresh family
