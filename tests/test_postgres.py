@@ -113,3 +113,49 @@ def test_first_key_race_yields_one_key(tmp_path, pg_url):
     for app in apps:
         with app.app_context():
             db.engine.dispose()
+
+
+@pytest.mark.parametrize("where", ["basic", "body", "authorize", "device", "configuration"])
+def test_client_id_with_a_nul_is_an_unknown_client(pg_app, where):
+    """docs/errors.md on PostgreSQL, which cannot hold NUL in text and raises where SQLite finds
+    nothing: a client id with a NUL character is an unknown client (RFC 6749 §5.2
+    ``invalid_client``, or the authorization endpoint's page), never a 503 that says the database
+    is down."""
+    client, odd = pg_app.test_client(), "a\x00b"
+    cc = {"grant_type": "client_credentials"}
+    response = {
+        "basic": lambda: client.post("/auth/token", data=cc, headers=basic_auth(odd, "secret")),
+        "body": lambda: client.post("/auth/token", data={**cc, "client_id": odd, "client_secret": "s"}),
+        "authorize": lambda: client.get("/auth/authorize", query_string={
+            "response_type": "code", "client_id": odd, "redirect_uri": "https://app.example/cb"}),
+        "device": lambda: client.post("/auth/device/code", data={"client_id": odd}),
+        "configuration": lambda: client.get("/auth/client/registration/a%00b",
+                                            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+    }[where]()
+    assert 400 <= response.status_code < 500, (response.status_code, response.get_data(as_text=True)[:300])
+
+
+@pytest.mark.parametrize("nonce", ["n" * 256, "a\x00b"])
+def test_nonce_the_code_cannot_hold_is_invalid_request(pg_app, nonce):
+    """OIDC Core §3.1.2.1 / RFC 6749 §4.1.2.1 on PostgreSQL: a nonce longer than a code can carry
+    (255 characters) or with a NUL character is ``invalid_request`` sent back to the client; the
+    user approved and got a 503 (the longer one) or the page did (the NUL)."""
+    from urllib.parse import urlencode
+
+    from .support.dev_login import authorize_url, pkce, redirect_params, sign_in
+
+    redirect_uri = "https://app.example.org/cb"
+    registration = runtime().clients.register(
+        {"client_name": "portal", "scope": "openid", "redirect_uris": [redirect_uri],
+         "token_endpoint_auth_method": "none"}, admin=True, source="admin")
+    db.session.commit()
+    client = pg_app.test_client()
+    sign_in(client)
+    _verifier, challenge = pkce()
+    url = authorize_url(client_id=registration.client.client_id, redirect_uri=redirect_uri, scope="openid",
+                        code_challenge=challenge, code_challenge_method="S256", nonce=nonce)
+    response = client.get(url)
+    params = redirect_params(response, redirect_uri)
+    assert params["error"] == "invalid_request" and "nonce" in params["error_description"], params
+    longest = url.replace(urlencode({"nonce": nonce}), urlencode({"nonce": "n" * 255}))
+    assert longest != url and client.get(longest).status_code == 200  # the consent page

@@ -48,6 +48,12 @@ URI_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri")
 POLICY_FIELDS = ("scope", "grant_types")
 
 
+def possible_client_id(client_id: object) -> bool:
+    """Whether ``client_id`` could name a client: 1 to 128 characters without NUL (which
+    PostgreSQL cannot hold in text, and refuses with an error rather than finding nothing)."""
+    return isinstance(client_id, str) and 0 < len(client_id) <= 128 and "\x00" not in client_id
+
+
 def new_client_id() -> str:
     """128 random bits in hex: never starts with '-' (safe as a command-line argument)."""
     return uuid.uuid4().hex
@@ -175,7 +181,7 @@ class ClientRegistry:
 
     def get(self, client_id: object) -> Client | None:
         """The client as stored (attached to the session: changes to it are saved)."""
-        if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
+        if not possible_client_id(client_id):
             return None
         return self.static.get(client_id) or db.session.get(Client, client_id)
 
@@ -187,7 +193,7 @@ class ClientRegistry:
 
     def lookup(self, client_id: object) -> Client | None:
         """The client for authentication, read-only: a detached copy while it is fresh."""
-        if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
+        if not possible_client_id(client_id):
             return None
         if client_id in self.static:
             return self.static[client_id]
@@ -218,8 +224,8 @@ class ClientRegistry:
         data = validate_metadata(metadata, admin=admin, supported_grants=self.supported_grants)
         check_pkce_exemption(data, pkce_required, admin=admin)
         client_id = client_id or new_client_id()
-        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
-            raise ClientMetadataError("client_id must be 1 to 128 characters")
+        if not possible_client_id(client_id) or not client_id.isprintable():
+            raise ClientMetadataError("client_id must be 1 to 128 printable characters")
         if self.get(client_id) is not None:
             raise ClientMetadataError(f"client_id {client_id} is already registered")
         secret = None

@@ -51,6 +51,11 @@ FORGET_ISSUED = update(_codes).where(_codes.c.code_hash == bindparam("presented_
     issued_jti=None, issued_expires_at=None, issued_family_id=None)
 
 
+#: the longest ``nonce`` a code can carry to its ID token (OIDC Core §3.1.2.1 sets no limit; the
+#: column does, and PostgreSQL refuses a longer value or a NUL character)
+MAX_NONCE = AuthorizationCode.__table__.c.nonce.type.length
+
+
 class StrictCodeChallenge(CodeChallenge):
     """PKCE with S256 only, required of every client (RFC 9700 §2.1.1) unless an administrator
     exempted a confidential one (``Client.needs_pkce``; docs/tokens.md, "PKCE")."""
@@ -114,6 +119,9 @@ class AuthorizationCodeGrant(OrderedHooks, grants.AuthorizationCodeGrant):
         for name, values in self.request.payload.datalist.items():
             if len(values) > 1 and name not in self.REPEATABLE_PARAMETERS:
                 raise InvalidRequestError(error_description(f"parameter {name} was sent more than once", 200))
+        nonce = self.request.payload.data.get("nonce")
+        if nonce is not None and (len(nonce) > MAX_NONCE or not nonce.isprintable()):
+            raise InvalidRequestError(f"nonce must be at most {MAX_NONCE} printable characters")
         super().validate_requested_scope()
         requested_audience(self.request.payload)
 
