@@ -179,6 +179,24 @@ def test_a_basic_header_beside_body_credentials_does_not_escape_the_per_client_c
                        **at("198.51.100.9")).status_code == 200  # one method: the victim is unaffected
 
 
+def test_an_address_cannot_be_made_known_to_a_client_it_did_not_authenticate_as(tmp_path):
+    """docs/security-web.md: an address is exempt from a client's lock only after it
+    authenticated as that client. A Basic header naming the victim without a secret, beside the
+    guesser's own client_post credentials in the body, authenticated the guesser's client but
+    marked the address known to the victim, whose locked secret could then be guessed from it."""
+    app = make_app(tmp_path, FAILED_AUTH_LIMIT_CLIENT="3/minute")
+    client = app.test_client()
+    victim_id, victim_secret = register(app)
+    own_id, own_secret = register(app, token_endpoint_auth_method="client_secret_post")
+    plant = client.post("/auth/token", data={**CC, "client_id": own_id, "client_secret": own_secret},
+                        headers=raw_basic_header(victim_id.encode()), **at("198.51.100.20"))
+    assert plant.status_code == 401, plant.get_data(as_text=True)
+    for i in range(3):
+        client.post("/auth/token", data=CC, headers=basic_auth(victim_id, f"guess-{i}"), **at(f"203.0.113.{i}"))
+    assert_too_many(client.post("/auth/token", data=CC, headers=basic_auth(victim_id, victim_secret),
+                                **at("198.51.100.20")))
+
+
 def raw_basic_header(credentials: bytes) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
 
