@@ -48,3 +48,25 @@ def test_unknown_or_foreign_device_code_is_invalid_grant(issuer):
     assert poll(client, mine, device_code=start["device_code"]).get_json()["error"] == "authorization_pending"
     missing = poll(client, mine)
     assert missing.status_code == 400 and missing.get_json()["error"] == "invalid_request"
+
+
+def test_code_of_a_deleted_client_is_not_valid_on_the_verification_page(issuer):
+    """RFC 7592 §2.3 / RFC 8628 §3.3: once its client is deleted, a pending user code is no
+    longer one the user can approve: the verification page says the code is not valid (it was a
+    500), before and after sign-in, and approving it is refused the same way."""
+    from .support.dev_login import csrf_token, sign_in
+
+    client = issuer.test_client()
+    mine, _other = issuer.config["test_client_ids"]
+    _status, start = device_start(client, mine, "openid")
+    sign_in(client)
+    page = client.get(f"/auth/device?user_code={start['user_code']}")
+    assert page.status_code == 200
+    with issuer.app_context():
+        runtime().clients.delete(runtime().clients.get(mine))
+        db.session.commit()
+    again = client.get(f"/auth/device?user_code={start['user_code']}")
+    assert again.status_code == 400 and "not valid" in again.get_data(as_text=True), again.get_data(as_text=True)
+    approval = client.post("/auth/device", data={"user_code": start["user_code"], "decision": "approve",
+                                                 "csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert approval.status_code == 400 and "not valid" in approval.get_data(as_text=True)

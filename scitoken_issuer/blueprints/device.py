@@ -47,7 +47,8 @@ def verify():
                               f"Please wait {wait} seconds, then try again.", {"Retry-After": str(wait)})
     user_code = normalize_user_code(typed)
     row = runtime().device.pending_by_user_code(user_code) if user_code else None
-    if row is None:
+    client = runtime().clients.get(row.client_id) if row is not None else None
+    if client is None:  # unknown, expired or decided, or its client was deleted since
         failure_limits().failed(WRONG_USER_CODE, address)
         return _code_form("That code is not valid or has expired. Check the code on your device and try again.",
                           400, typed[:32])
@@ -55,7 +56,6 @@ def verify():
     if login_redirect is not None:
         return login_redirect
     user = signed_in()
-    client = runtime().clients.get(row.client_id)
     decision = request.form.get("decision") if request.method == "POST" else None
     if decision in ("approve", "deny"):
         dispatch(tasks.complete_device_authorization, row.device_code_hash, user.username, user.identity_id,
