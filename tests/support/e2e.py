@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import psycopg
 import pytest
+import redis
 import requests
 
 from .processes import ManagedProcess, free_port, port_open, wait_until
@@ -138,6 +139,10 @@ def issuer_stack(oidc_idp, postgres_url, redis_server, slapd, tmp_path) -> Itera
             "DEVICE_POLL_INTERVAL": "1", "PYTHONUNBUFFERED": "1",
         }
         env.update({k: str(v) for k, v in settings.items()})
+        # the session's redis-server is shared: start from an empty database, so that failure
+        # counts (127.0.0.1) or state another test module left behind cannot throttle this stack
+        with redis.Redis.from_url(env["REDIS_URL"]) as leftover:
+            leftover.flushdb()
         stack = Stack(url=url, env=env, log_dir=tmp_path, idp=idp, port=port)
         stacks.append(stack)
         done = stack.cli("db", "upgrade")
