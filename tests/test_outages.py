@@ -126,3 +126,53 @@ def test_database_down_is_503_everywhere_it_is_needed(tmp_path, own_postgres):
         assert device.status_code == 200 and re.fullmatch(r"[A-Z]{5}-[A-Z]{5}", device.get_json()["user_code"])
     finally:
         close(app)
+
+
+def test_accepted_device_decision_is_sent_again_once_when_no_worker_recorded_it(tmp_path, redis_url, monkeypatch):
+    """docs/flows.md, flow 2: the approval the page accepted is recorded with the device code;
+    when its task is lost (here: the queue is emptied, as a Redis restart without persistence
+    does) a pending poll ``RESUME_AFTER`` seconds later sends it again, naming the same user and
+    decision, and only one poll in that window does (the claim is one conditional UPDATE)."""
+    import json
+
+    import redis
+
+    from scitoken_issuer.services import device as device_service
+
+    monkeypatch.setattr(device_service, "RESUME_AFTER", 2)
+    app = make_app(tmp_path, REDIS_URL=redis_url, DEVICE_POLL_INTERVAL=1)
+    queue = redis.Redis.from_url(redis_url)
+    try:
+        with app.app_context():
+            client_id = runtime().clients.register(
+                {"client_name": "cli", "grant_types": [DEVICE_GRANT], "scope": "openid",
+                 "token_endpoint_auth_method": "none"}, admin=True, source="admin").client.client_id
+            db.session.commit()
+        client = app.test_client()
+        start = client.post("/auth/device/code", data={"client_id": client_id, "scope": "openid"}).get_json()
+        sign_in(client)
+        page = client.get(f"/auth/device?user_code={start['user_code']}")
+        done = client.post("/auth/device", data={"user_code": start["user_code"], "decision": "approve",
+                                                 "csrf_token": csrf_token(page.get_data(as_text=True))})
+        assert done.status_code == 200
+        assert queue.llen("celery") == 1
+        queue.delete("celery")  # the task is lost; no worker runs here
+
+        def poll():
+            answer = client.post("/auth/token", data={"grant_type": DEVICE_GRANT, "client_id": client_id,
+                                                      "device_code": start["device_code"]})
+            assert answer.get_json()["error"] == "authorization_pending", answer.get_json()
+        time.sleep(1.1)
+        poll()
+        assert queue.llen("celery") == 0  # not due yet
+        time.sleep(1.1)
+        poll()
+        sent = [json.loads(message) for message in queue.lrange("celery", 0, -1)]
+        assert [m["headers"]["task"] for m in sent] == ["workers.tasks.complete_device_authorization"]
+        assert sent[0]["headers"]["argsrepr"].endswith(", 'alice', None, True)")  # development login: no identity
+        time.sleep(1.1)
+        poll()
+        assert queue.llen("celery") == 1  # the next window has not begun
+    finally:
+        queue.close()
+        close(app)

@@ -57,7 +57,8 @@ def verify():
         return login_redirect
     user = signed_in()
     decision = request.form.get("decision") if request.method == "POST" else None
-    if decision in ("approve", "deny"):
+    if decision in ("approve", "deny"):  # recorded with the row, then decided by a worker (docs/flows.md)
+        runtime().device.request_decision(row, user.username, user.identity_id, decision == "approve")
         dispatch(tasks.complete_device_authorization, row.device_code_hash, user.username, user.identity_id,
                  decision == "approve")
         return render_template("device_done.html", approved=decision == "approve", client=client)

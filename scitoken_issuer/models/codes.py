@@ -55,3 +55,7 @@ class DeviceCode(db.Model):
     claims: Mapped[dict] = mapped_column(JSON, default=dict)
     #: the ``audience`` asked at the device authorization endpoint (space separated), None: default
     audience: Mapped[str | None] = mapped_column(Text)
+    #: the decision the verification page accepted, until a worker records it (docs/flows.md, flow 2):
+    #: ``{"username", "identity_id", "approved"}``, and when it was last handed to a worker
+    requested: Mapped[dict | None] = mapped_column(JSON)
+    requested_at: Mapped[int | None] = mapped_column(Integer)

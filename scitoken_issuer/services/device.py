@@ -7,6 +7,10 @@ comes from the process's copy, docs/revocation.md). The row and
 the user's decision are announced in Redis only after their transaction commits (an after-commit
 hook), so the decision is durable before the Redis hash says decided, and the next poll reads
 the outcome from the database and consumes it once.
+The decision a user makes on the verification page is recorded with the row before a worker is
+asked to decide the scopes; a pending poll that finds it still unrecorded ``RESUME_AFTER`` seconds
+later sends it to a worker again, so a task lost with its worker or with Redis's data is not a
+lost approval.
 Without Redis every poll reads its row and records its pace in one UPDATE (two prebuilt
 statements, each on a connection of its own: a pending answer opens no ORM session). Either way
 nothing lives only in a web process, so a restart of the web processes loses nothing.
@@ -30,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 _codes = DeviceCode.__table__
 #: a poll's view of its row when Redis does not answer (built once)
-POLL_ROW = select(_codes.c.client_id, _codes.c.expires_at, _codes.c.interval, _codes.c.status).where(
-    _codes.c.device_code_hash == bindparam("digest"))
+POLL_ROW = select(_codes.c.client_id, _codes.c.expires_at, _codes.c.interval, _codes.c.status,
+                  _codes.c.requested_at).where(_codes.c.device_code_hash == bindparam("digest"))
 #: the pace without Redis: record this poll; a step slower when the previous came too soon
 PACE = update(_codes).where(_codes.c.device_code_hash == bindparam("digest")).values(
     last_poll_at=bindparam("now"),
@@ -39,6 +43,14 @@ PACE = update(_codes).where(_codes.c.device_code_hash == bindparam("digest")).va
                         bindparam("now") - _codes.c.last_poll_at < _codes.c.interval),
                    _codes.c.interval + bindparam("step")), else_=_codes.c.interval),
 ).returning(_codes.c.interval)
+
+#: Seconds after which a decision the page accepted and no worker recorded is sent to a worker again.
+RESUME_AFTER = 10
+#: the claim of one poll (of any process) to send an unrecorded decision again: the request, or no row
+RESUME = update(_codes).where(
+    _codes.c.device_code_hash == bindparam("digest"), _codes.c.status == "pending",
+    _codes.c.expires_at > bindparam("now"), _codes.c.requested_at <= bindparam("due"),
+).values(requested_at=bindparam("now")).returning(_codes.c.requested)
 
 #: RFC 8628 §6.1: 20 consonants, no vowels (no words) and no look-alikes; 10 of them = 43 bits.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -63,6 +75,12 @@ end
 table.insert(state, 'too_fast')
 table.insert(state, tostring(too_fast))
 return state
+"""
+
+#: KEYS: the state hash. ARGV: a field and its value, set only in a hash ``announce`` wrote (with
+#: its expiry); once Redis has lost the hash, polls read the row, and no key is left without one.
+SET_IF_ANNOUNCED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 """
 
 
@@ -95,6 +113,7 @@ class PollState:
     interval: int
     decided: bool
     too_fast: bool | None = None  # already decided by the Redis poll script
+    requested_at: int | None = None  # when the user's decision was last handed to a worker
 
 
 class DeviceFlow:
@@ -106,6 +125,7 @@ class DeviceFlow:
         self.lifetime = lifetime
         self.interval = interval
         self._poll = redis_client.register_script(POLL_SCRIPT) if redis_client is not None else None
+        self._set_field = redis_client.register_script(SET_IF_ANNOUNCED) if redis_client is not None else None
 
     def _key(self, device_code_hash: str) -> str:
         return f"scitoken-issuer:device:{device_code_hash}"
@@ -143,7 +163,43 @@ class DeviceFlow:
             return None
         return row
 
-    # -- the user's decision (worker) ---------------------------------------------------------
+    # -- the user's decision (verification page, then worker) --------------------------------
+    def request_decision(self, row: DeviceCode, username: str, identity_id: int | None, approved: bool) -> None:
+        """Record the decision the verification page accepted, with the caller's commit, before
+        a worker decides the scopes and records the outcome: until then :meth:`resume` may send
+        it to a worker again."""
+        now, digest = int(time.time()), row.device_code_hash
+        row.requested = {"username": username, "identity_id": identity_id, "approved": approved}
+        row.requested_at = now
+        after_commit(lambda: self._mark(digest, "requested", now))
+
+    def resume(self, state: PollState, now: float | None = None) -> dict | None:
+        """The decision accepted for a pending authorization that no worker has recorded within
+        ``RESUME_AFTER`` seconds (its task died with a worker, or Redis lost it), for this poll to
+        send again: ``{"username", "identity_id", "approved"}``, or None. One statement claims it,
+        so one poll of all processes sends it, once every ``RESUME_AFTER`` seconds; it commits on
+        its own, as the pending answer rolls back."""
+        if state.decided or state.requested_at is None:
+            return None
+        now = int(time.time() if now is None else now)
+        if now - state.requested_at < RESUME_AFTER:
+            return None
+        with db.engine.begin() as connection:
+            row = connection.execute(RESUME, {"digest": state.device_code_hash, "now": now,
+                                              "due": now - RESUME_AFTER}).first()
+        if row is None or not row.requested:
+            return None
+        self._mark(state.device_code_hash, "requested", now)
+        return dict(row.requested)
+
+    def _mark(self, device_code_hash: str, field: str, value: int) -> None:
+        if self._set_field is None:
+            return
+        try:
+            self._set_field(keys=[self._key(device_code_hash)], args=[field, value])
+        except redis.RedisError as exc:  # polls then read the row
+            logger.warning("device state %s not published to Redis: %s", field, type(exc).__name__)
+
     def record_decision(self, device_code_hash: str, *, approved: bool, subject: str, identity_id: int | None,
                         granted_scope: str | None = None, groups: list[str] | None = None,
                         reason: str | None = None, refused: bool = False) -> bool:
@@ -160,12 +216,7 @@ class DeviceFlow:
 
     def signal(self, device_code_hash: str) -> None:
         """After the decision is committed: tell pollers to read the database."""
-        if self.redis is None:
-            return
-        try:
-            self.redis.hset(self._key(device_code_hash), "decided", 1)
-        except redis.RedisError as exc:
-            logger.warning("device decision not signalled through Redis: %s", type(exc).__name__)
+        self._mark(device_code_hash, "decided", 1)
 
     # -- polling (RFC 8628 §3.4–3.5) ----------------------------------------------------------
     def poll_state(self, device_code: str) -> PollState | None:
@@ -180,14 +231,17 @@ class DeviceFlow:
                 flat = None
             state = dict(zip(flat[::2], flat[1::2])) if flat else None
             if state and state.get(b"decided") == b"0":
+                requested = state.get(b"requested")
                 return PollState(digest, state[b"client_id"].decode(), int(state[b"expires_at"]),
-                                 int(state[b"interval"]), decided=False, too_fast=state[b"too_fast"] == b"1")
+                                 int(state[b"interval"]), decided=False, too_fast=state[b"too_fast"] == b"1",
+                                 requested_at=int(requested) if requested else None)
         # a read of its own: no ORM session to open, and roll back after the pending answer
         with db.engine.connect() as connection:
             row = connection.execute(POLL_ROW, {"digest": digest}).first()
         if row is None:
             return None
-        return PollState(digest, row.client_id, row.expires_at, row.interval, decided=row.status != "pending")
+        return PollState(digest, row.client_id, row.expires_at, row.interval, decided=row.status != "pending",
+                         requested_at=row.requested_at)
 
     def decision(self, device_code_hash: str) -> DeviceCode | None:
         return db.session.get(DeviceCode, device_code_hash)

@@ -10,6 +10,9 @@ from authlib.oauth2.rfc6749 import (AccessDeniedError, InvalidGrantError, Invali
 from authlib.oauth2.rfc8628 import DeviceCodeGrant as _DeviceCodeGrant
 from authlib.oauth2.rfc8628.errors import AuthorizationPendingError, ExpiredTokenError, SlowDownError
 
+from workers import tasks
+
+from ...background import TaskQueueUnavailable, dispatch
 from ...extensions import runtime
 from ...services.audit import audit
 from ...services.authorization import Grant, UserAuthorization
@@ -75,6 +78,20 @@ class DeviceCodeGrant(OrderedHooks, _DeviceCodeGrant):
         state = runtime().device.poll_state(device_code)
         return DeviceCredential(state) if state else None
 
+    @staticmethod
+    def resend_decision(state: PollState) -> None:
+        """A decision the verification page accepted that no worker recorded in time (its task
+        died with a worker, or Redis lost it) goes to a worker again (docs/flows.md, flow 2);
+        with the queue down the poll still answers pending, and a later one tries again."""
+        request = runtime().device.resume(state)
+        if request is None:
+            return
+        try:
+            dispatch(tasks.complete_device_authorization, state.device_code_hash, request["username"],
+                     request.get("identity_id"), bool(request["approved"]))
+        except TaskQueueUnavailable:
+            pass  # logged by dispatch
+
     def validate_device_credential(self, credential: DeviceCredential) -> UserAuthorization:
         flow = runtime().device
         if credential.is_expired():
@@ -82,6 +99,7 @@ class DeviceCodeGrant(OrderedHooks, _DeviceCodeGrant):
         if flow.too_fast(credential.state):
             raise SlowDownError()
         if not credential.state.decided:
+            self.resend_decision(credential.state)
             raise AuthorizationPendingError()
         row = flow.decision(credential.state.device_code_hash)
         if row.status == "denied":
