@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
+import ldap3
 import pytest
 
-from .support.e2e import csrf_token
+from .support.e2e import CLIENT_REDIRECT, csrf_token
 from .support.processes import wait_until
-from .test_e2e_flows import device_poll, device_start, poll_until, sign_in_through_idp, storage_tree  # noqa: F401
+from .test_e2e_flows import code_flow, device_start, poll_until, sign_in_through_idp, storage_tree  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -56,4 +58,56 @@ def test_device_approvals_survive_a_killed_worker_and_redis_losing_its_queue(iss
         assert answer.status_code == 200, answer.text
         again = poll_until(stack, flow["device_code"], timeout=5)
         assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert "Traceback" not in stack.web.log()
+
+
+def test_group_change_and_ldap_outage_at_refresh(issuer_stack, storage_tree, slapd_factory):
+    """docs/authorization.md, "Inputs": a group removed in LDAP refuses, once the cached answer is
+    older than GROUP_CACHE_TTL, the storage scope it gave at the next refresh (``invalid_scope``,
+    RFC 6749 §5.2; the refresh token stays usable, docs/tokens.md); with LDAP down an answer up to
+    GROUP_CACHE_MAX_STALENESS old is served, then 503 with ``Retry-After``; back up, it serves."""
+    directory = slapd_factory()
+    stack = issuer_stack(POSIX_PATH=str(storage_tree), LDAP_URL=directory.url, GROUP_CACHE_TTL=2,
+                         GROUP_CACHE_MAX_STALENESS=4)
+    scope = "openid offline_access storage.create:/atlas/run1"  # /atlas/run1 is writable by group atlas only
+    _http, verifier, params = code_flow(stack, scope)
+    tokens = stack.token({"grant_type": "authorization_code", "code": params["code"][0],
+                          "redirect_uri": CLIENT_REDIRECT, "code_verifier": verifier}).json()
+    atlas = "cn=atlas,ou=groups,dc=example,dc=org"
+    admin = ldap3.Connection(ldap3.Server(directory.url), directory.admin_dn, directory.admin_password,
+                             auto_bind=True)
+
+    def refresh():
+        return stack.token({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+
+    def refresh_until(condition, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = refresh()
+            if condition(answer) or time.monotonic() > deadline:
+                return answer
+            time.sleep(0.25)
+
+    try:
+        admin.modify(atlas, {"memberUid": [(ldap3.MODIFY_DELETE, ["alice"])]})
+        refused = refresh_until(lambda a: a.status_code != 200, 2 + 1)  # TTL, and a second of slack
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope", refused.text
+        assert "storage.create:/atlas/run1" in refused.json()["error_description"]
+        admin.modify(atlas, {"memberUid": [(ldap3.MODIFY_ADD, ["alice"])]})
+        again = refresh_until(lambda a: a.status_code == 200, 2 + 1)
+        assert again.status_code == 200, again.text  # the refused refresh left the token as it was
+        tokens = again.json()
+    finally:
+        admin.unbind()
+
+    directory.stop()
+    served = refresh()  # the answer read when the membership came back is younger than the bound
+    assert served.status_code == 200, served.text
+    tokens = served.json()
+    down = refresh_until(lambda a: a.status_code != 200, 4 + 1)
+    assert down.status_code == 503 and down.headers["Retry-After"].isdigit(), down.text
+    assert down.json()["error"] == "temporarily_unavailable"
+    directory.start()
+    back = refresh_until(lambda a: a.status_code == 200, 10)
+    assert back.status_code == 200, back.text
     assert "Traceback" not in stack.web.log()
