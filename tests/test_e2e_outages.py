@@ -11,10 +11,12 @@ import time
 
 import ldap3
 import pytest
+import requests
 
-from .support.e2e import CLIENT_REDIRECT, csrf_token
+from .support.e2e import CLIENT_ID, CLIENT_REDIRECT, CLIENT_SECRET, csrf_token
 from .support.processes import wait_until
-from .test_e2e_flows import code_flow, device_start, poll_until, sign_in_through_idp, storage_tree  # noqa: F401
+from .test_e2e_flows import code_flow, device_poll, device_start, poll_until, sign_in_through_idp, storage_tree  # noqa: F401
+from .test_outages import own_postgres  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -111,3 +113,47 @@ def test_group_change_and_ldap_outage_at_refresh(issuer_stack, storage_tree, sla
     back = refresh_until(lambda a: a.status_code == 200, 10)
     assert back.status_code == 200, back.text
     assert "Traceback" not in stack.web.log()
+
+
+def test_database_restart_mid_flight(own_postgres, issuer_stack, storage_tree):  # the stack stops first
+    """docs/errors.md: with PostgreSQL stopped, refresh, introspection of a refresh token,
+    registration, device authorization and the verification page answer 503 with ``Retry-After``
+    (a pending device poll still answers from Redis); once it is back the connection pools of the
+    web processes and of the worker recover without a restart (docs/configuration.md,
+    "PostgreSQL"), and the refresh token answered before the outage is the one that works (no
+    half-rotated family, docs/tokens.md)."""
+    stack = issuer_stack(POSIX_PATH=str(storage_tree), DATABASE_URL=own_postgres.url)
+    _http, verifier, params = code_flow(stack, "openid offline_access storage.read:/atlas")
+    first = stack.token({"grant_type": "authorization_code", "code": params["code"][0],
+                         "redirect_uri": CLIENT_REDIRECT, "code_verifier": verifier}).json()
+    answered = stack.token({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert answered.status_code == 200, answered.text
+    device = device_start(stack)
+    http = stack.http()
+    consent = sign_in_through_idp(stack, http, f"{stack.url}/auth/device?user_code={device['user_code']}")
+
+    own_postgres.process.stop(signal.SIGINT)
+    down = [stack.token({"grant_type": "refresh_token", "refresh_token": answered.json()["refresh_token"]}),
+            requests.post(f"{stack.url}/auth/introspect", data={"token": answered.json()["refresh_token"]},
+                          auth=(CLIENT_ID, CLIENT_SECRET), timeout=30),
+            requests.post(f"{stack.url}/auth/client/registration", json={"redirect_uris": ["https://a.example/cb"]},
+                          timeout=30),
+            requests.post(f"{stack.url}/auth/device/code", auth=(CLIENT_ID, CLIENT_SECRET), timeout=30)]
+    for answer in down:
+        assert answer.status_code == 503 and answer.headers["Retry-After"].isdigit(), answer.text
+        assert answer.json()["error"] == "temporarily_unavailable"
+    page = http.post(f"{stack.url}/auth/device", data={"user_code": device["user_code"], "decision": "approve",
+                                                      "csrf_token": csrf_token(consent.text)})
+    assert page.status_code == 503 and "database" in page.text and page.headers["Retry-After"].isdigit()
+    time.sleep(1.1)
+    assert device_poll(stack, device["device_code"]).json()["error"] == "authorization_pending"
+
+    own_postgres._serve()
+    token = answered.json()["refresh_token"]
+    for _ in range(4):  # spread over both web processes
+        again = stack.token({"grant_type": "refresh_token", "refresh_token": token})
+        assert again.status_code == 200, again.text
+        token = again.json()["refresh_token"]
+    approve(stack, http, consent, device["user_code"])
+    assert poll_until(stack, device["device_code"], timeout=20).status_code == 200
+    assert "Traceback" not in stack.web.log() and "Traceback" not in stack.worker.log()
