@@ -330,18 +330,29 @@ def test_refresh_rotation_reuse_and_idp_disable(stack):
     assert "disabled" in gone.json()["error_description"]
 
 
-def test_worker_down_means_503_and_nothing_lost(stack):
-    """docs/errors.md: with the worker gone, the IdP callback answers 503 (and the user may retry); a
-    device approval made while no worker runs waits in Redis and completes when one is back."""
+def test_worker_down_means_waiting_and_nothing_lost(stack):
+    """docs/flows.md, flow 1: with the worker gone, the IdP callback answers at once with a page
+    that reloads itself (no web thread waits for the worker), and the sign-in completes when a
+    worker is back; a device approval made while no worker runs waits in Redis and completes
+    when one is back."""
     start = device_start(stack)
     stack.worker.stop()
     http = stack.http()
-    back = idp_login(http, f"{stack.url}/auth/device?user_code={start['user_code']}", "alice", "alice-idp-password")
+    verify = f"{stack.url}/auth/device?user_code={start['user_code']}"
+    back = idp_login(http, verify, "alice", "alice-idp-password")
+    began = time.monotonic()
     response = http.get(back.headers["Location"], allow_redirects=False)
-    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.status_code == 202 and time.monotonic() - began < 10
+    assert 'http-equiv="refresh"' in response.text and "/auth/callback/wait" in response.text
 
-    stack.start_worker()
-    consent = sign_in_through_idp(stack, http, f"{stack.url}/auth/device?user_code={start['user_code']}")
+    stack.start_worker()  # takes the exchange that waited in Redis
+    deadline = time.monotonic() + 30
+    while response.status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        response = http.get(f"{stack.url}/auth/callback/wait", allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/auth/device?user_code=")
+    consent = http.get(urljoin(stack.url, response.headers["Location"]), allow_redirects=False)
+    assert consent.status_code == 200, consent.text[:500]
     stack.worker.stop()
     done = http.post(f"{stack.url}/auth/device", data={"user_code": start["user_code"], "decision": "approve",
                                                       "csrf_token": csrf_token(consent.text)})

@@ -142,3 +142,67 @@ def test_idp_callback_next(tmp_path, idp, payload):
         assert done.status_code == 302, done.get_data(as_text=True)[:500]
         assert_local(done)
         assert done.headers["Location"] == safe_next(payload)
+
+
+class HeldBack:
+    """The worker's answer to the IdP code exchange, held back until ``ready`` (a worker that is
+    slow, stopped or gone): what the callback and the waiting page see of the task."""
+
+    id = "exchange-task-1"
+
+    def __init__(self, real):
+        self.real, self.ready = real, False
+
+    def get(self, timeout=None, **_options):
+        from celery.exceptions import TimeoutError as ResultNotReady
+        if not self.ready:
+            raise ResultNotReady()
+        return self.real.get()
+
+
+@pytest.mark.e2e
+def test_sign_in_waits_in_the_browser_not_in_a_web_thread(tmp_path, idp, monkeypatch):
+    """docs/flows.md, flow 1: while the worker has not finished the IdP code exchange the callback
+    answers a page that reloads itself (202, no script), each answer within a few seconds; the
+    sign-in completes when the worker's answer comes, and is given up (503, start again) once
+    EXCHANGE_TIMEOUT has passed."""
+    from scitoken_issuer.blueprints import login
+
+    app = make_app(tmp_path, ISSUER_ADDRESS=ISSUER, IDP_ADDRESS=idp.issuer, IDP_CLIENT_ID="scitoken-issuer",
+                   IDP_CLIENT_SECRET="issuer-at-idp-secret-0123456789")
+    held: list[HeldBack] = []
+    real_dispatch = login.dispatch
+
+    def slow_dispatch(task, *args):
+        held.append(HeldBack(real_dispatch(task, *args)))  # run in process, answer held back
+        return held[-1]
+
+    monkeypatch.setattr(login, "dispatch", slow_dispatch)
+    monkeypatch.setattr(app.extensions["celery"], "AsyncResult", lambda task_id: held[-1])
+    monkeypatch.setattr(login, "FIRST_WAIT", 0.01)
+    monkeypatch.setattr(login, "NEXT_WAIT", 0.01)
+
+    def signed_in_at_idp(client):
+        start = client.get("/auth/login", query_string={"next": LOCAL[1]})
+        back = idp_login(requests.Session(), start.headers["Location"], "nobody", "nobody-pw")
+        return client.get(back.headers["Location"][len(ISSUER):])
+
+    with app.app_context():
+        client = app.test_client()
+        waiting = signed_in_at_idp(client)
+        assert waiting.status_code == 202 and waiting.headers["Cache-Control"] == "no-store"
+        page = waiting.get_data(as_text=True)
+        assert '<meta http-equiv="refresh" content="2;url=/auth/callback/wait">' in page
+        assert client.get("/auth/callback/wait").status_code == 202  # still waiting
+        held[-1].ready = True
+        done = client.get("/auth/callback/wait")
+        assert done.status_code == 302 and done.headers["Location"] == LOCAL[1]
+        assert client.get("/auth/callback/wait").status_code == 400  # used: nothing to wait for
+
+        other = app.test_client()
+        assert signed_in_at_idp(other).status_code == 202
+        monkeypatch.setattr(login, "EXCHANGE_TIMEOUT", 0)
+        given_up = other.get("/auth/callback/wait")
+        assert given_up.status_code == 503 and given_up.headers["Retry-After"]
+        again = other.get("/auth/callback/wait")
+        assert again.status_code == 400 and "start again" in again.get_data(as_text=True)

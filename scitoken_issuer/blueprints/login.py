@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-
+import time
 from urllib.parse import unquote, urlsplit
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from celery.exceptions import TimeoutError as ResultNotReady
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from workers import tasks
 
@@ -21,10 +22,18 @@ logger = logging.getLogger(__name__)
 bp = serves_pages(Blueprint("login", __name__))
 
 IDP_STATE_KEY = "idp_login"
+#: The IdP code exchange a browser is waiting for (its task id, where to go next, since when).
+IDP_WAIT_KEY = "idp_login_wait"
 #: Set when the IdP refused a sign-in begun by the authorization endpoint, which then tells the client.
 LOGIN_REFUSED_KEY = "idp_login_refused"
-#: How long the web process waits for the worker's IdP code exchange.
+#: How long a sign-in may wait, in all, for the worker's IdP code exchange before it is given up
+#: (503: the user starts again). The web process itself waits at most FIRST_WAIT (the callback)
+#: or NEXT_WAIT (each reload of the waiting page) of it, so a worker outage holds no web thread.
 EXCHANGE_TIMEOUT = 30
+FIRST_WAIT = 5
+NEXT_WAIT = 1
+#: Seconds between reloads of the waiting page (an HTML refresh: no script needed).
+WAIT_REFRESH = 2
 
 
 #: Where sign-in and sign-out go when ``next`` is missing or not a local path.
@@ -95,25 +104,60 @@ def _development_login(target: str):
 def callback():
     pending = session.pop(IDP_STATE_KEY, None)
     if not isinstance(pending, dict) or "state" not in pending:
-        return error_response(400, "invalid_request",
-                              "This sign-in link has expired or was already used. Please start again.")
+        return _start_again()
     try:
-        result = dispatch(tasks.exchange_idp_code, pending["state"], request.args.to_dict()).get(
-            timeout=EXCHANGE_TIMEOUT, disable_sync_subtasks=False)
-    except Exception as exc:  # broker down, worker gone or too slow: the user may retry
+        exchange = dispatch(tasks.exchange_idp_code, pending["state"], request.args.to_dict())
+    except Exception as exc:  # broker down: the user may retry
+        logger.warning("IdP code exchange could not be sent: %s", type(exc).__name__)
+        raise ServiceUnavailable("the sign-in service") from None
+    return _finish_or_wait(exchange, pending.get("next"), time.time(), FIRST_WAIT)
+
+
+@bp.get("/callback/wait")
+def callback_wait():
+    """The waiting page's reload (docs/flows.md, flow 1): the sign-in once the worker finished
+    the IdP code exchange, the waiting page again while it may still, else 503."""
+    waiting = session.get(IDP_WAIT_KEY)
+    if not isinstance(waiting, dict) or not isinstance(waiting.get("task"), str):
+        return _start_again()
+    exchange = current_app.extensions["celery"].AsyncResult(waiting["task"])
+    return _finish_or_wait(exchange, waiting.get("next"), float(waiting.get("since", 0)), NEXT_WAIT)
+
+
+def _start_again():
+    return error_response(400, "invalid_request",
+                          "This sign-in link has expired or was already used. Please start again.")
+
+
+def _finish_or_wait(exchange, next_page: str | None, since: float, wait: float):
+    """The outcome of the IdP code exchange if the worker gives it within ``wait`` seconds; else
+    a page that reloads until EXCHANGE_TIMEOUT has passed since the callback, then 503."""
+    try:
+        result = exchange.get(timeout=wait, disable_sync_subtasks=False)
+    except ResultNotReady:
+        if time.time() - since < EXCHANGE_TIMEOUT:
+            session[IDP_WAIT_KEY] = {"task": exchange.id, "next": next_page, "since": since}
+            return (render_template("signing_in.html", wait_url=url_for(".callback_wait"), refresh=WAIT_REFRESH),
+                    202, {"Cache-Control": "no-store"})
+        session.pop(IDP_WAIT_KEY, None)
+        logger.warning("IdP code exchange did not complete within %s s", EXCHANGE_TIMEOUT)
+        raise ServiceUnavailable("the sign-in service") from None
+    except Exception as exc:  # result store down, the task failed in the worker: the user may retry
+        session.pop(IDP_WAIT_KEY, None)
         logger.warning("IdP code exchange did not complete: %s", type(exc).__name__)
         raise ServiceUnavailable("the sign-in service") from None
+    session.pop(IDP_WAIT_KEY, None)
     if not result.get("ok"):
         if result.get("error") == "unavailable":
             raise ServiceUnavailable(result.get("message", "the identity provider"))
-        target = safe_next(pending.get("next"))
+        target = safe_next(next_page)
         if result.get("error") == "refused" and urlsplit(target).path == url_for("oauth.authorize.authorize"):
             # the user cancelled at the IdP: the client hears access_denied (RFC 6749 §4.1.2.1)
             session[LOGIN_REFUSED_KEY] = True
             return redirect(target)
         return error_response(400, "access_denied", f"Sign-in failed: {result.get('message')}")
     session[SESSION_KEY] = result["login"]
-    return redirect(safe_next(pending.get("next")))
+    return redirect(safe_next(next_page))
 
 
 @bp.get("/logout")
