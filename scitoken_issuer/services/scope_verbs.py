@@ -138,13 +138,13 @@ VERBS: dict[str, Verb] = {verb.name: verb for verb in (
              f"{_CPP} (any token), {_PY}"),
     # -- administrator-only: compute and HTCondor -----------------------------------------------
     _admin("compute.read", "wlcg", "none", "read the job queue",
-           f"HTCondor (via {_CPP}, as condor:/READ), {_PY}"),
+           f"HTCondor (via {_CPP}, as condor:/READ in WLCG tokens only), {_PY}"),
     _admin("compute.create", "wlcg", "none", "submit jobs",
-           f"HTCondor (via {_CPP}; with modify and cancel, as condor:/WRITE), {_PY}"),
+           f"HTCondor (via {_CPP}; with modify and cancel, as condor:/WRITE in WLCG tokens only), {_PY}"),
     _admin("compute.modify", "wlcg", "none", "change queued jobs",
-           f"HTCondor (via {_CPP}; with create and cancel, as condor:/WRITE), {_PY}"),
+           f"HTCondor (via {_CPP}; with create and cancel, as condor:/WRITE in WLCG tokens only), {_PY}"),
     _admin("compute.cancel", "wlcg", "none", "remove jobs",
-           f"HTCondor (via {_CPP}; with create and modify, as condor:/WRITE), {_PY}"),
+           f"HTCondor (via {_CPP}; with create and modify, as condor:/WRITE in WLCG tokens only), {_PY}"),
     _admin("condor", "scitokens", "optional", "an HTCondor authorization level (condor:/READ, "
            "condor:/WRITE, condor:/ADMINISTRATOR, ...); bare condor is every level",
            f"HTCondor (via {_CPP}), {_PY}"),
