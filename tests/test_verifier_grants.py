@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt as pyjwt
 import pytest
 
 from scitoken_issuer.extensions import db, runtime
@@ -155,3 +157,99 @@ def test_python_enforcer_reads_every_grant(issued, trust, grant):
         assert not enforcer.test(token, "read", "/data/ana/outer/f")
         assert not enforcer.test(token, "read", "/data/ana/f")
 
+
+# -- key rotation as verifiers with a cached key set meet it (docs/tokens.md, "Access tokens") ---
+
+class CountJwksFetches:
+    """WSGI middleware counting requests for the key set."""
+
+    def __init__(self, app):
+        self.app, self.fetches = app, 0
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == "/auth/certs":
+            self.fetches += 1
+        return self.app(environ, start_response)
+
+
+@pytest.mark.parametrize("key_type", ["RS256", "ES256"])
+def test_cached_key_set_verifies_across_a_rotation(tmp_path, monkeypatch, key_type):
+    """docs/tokens.md "Access tokens", RFC 7517: a verifier that fetched the key set once keeps
+    verifying across a scheduled rotation without fetching again (the next key was published
+    ``KEY_PUBLISH_HOURS`` before it signs), and tokens of the retired key keep verifying. A key
+    rotated ``--immediately`` is not in a cached set: scitokens-cpp does not fetch again on an
+    unknown ``kid`` (it refreshes its cache on a timer, 10 minutes by default) and refuses the
+    new key's tokens until then, while the Python library fetches the new key at once."""
+    import scitokens
+    import scitokens.utils.keycache
+
+    tool = _cpp_tool("scitokens-test-access")
+    ca, cert, key = make_tls(tmp_path)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes((SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b"") + b"\n" + ca.read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(scitokens.utils.keycache, "KEYCACHE_INSTANCE", None)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    app = make_app(tmp_path, ISSUER_ADDRESS=url, KEY_TYPE=key_type)
+    counter = CountJwksFetches(app.wsgi_app)
+    app.wsgi_app = counter
+    with app.app_context():
+        registration = runtime().clients.register({"grant_types": ["client_credentials"], "scope": "storage.read:/data",
+                                                   "token_profile": "scitokens"}, admin=True, source="admin")
+        credentials = basic_auth(registration.client.client_id, registration.client_secret)
+        db.session.commit()
+        keys = runtime().keys
+    now = [float(int(time.time()))]
+    keys.clock = lambda: now[0]
+    client = app.test_client()
+
+    def token() -> str:
+        answer = client.post("/auth/token", data={"grant_type": "client_credentials"},
+                             headers=credentials)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["access_token"]
+
+    def cpp_allows(access_token: str, cache: Path) -> bool:
+        done = run_cpp([tool, access_token, url, SITE, "read", "/data/x"], bundle, cache)
+        return done.returncode == 0
+
+    def kid(access_token: str) -> str:
+        return pyjwt.get_unverified_header(access_token)["kid"]
+
+    try:
+        with serve_https(app, port, cert, key, name="https-issuer"):
+            first = token()
+            with app.app_context():
+                keys.rotate()  # the next key is published now and signs after KEY_PUBLISH_HOURS
+                db.session.commit()
+            assert cpp_allows(first, tmp_path)  # the verifier fetches the key set: both keys
+            fetched = counter.fetches
+            now[0] += 24 * 3600 + 1
+            second = token()
+            assert kid(second) != kid(first)
+            assert cpp_allows(second, tmp_path)  # signed by the next key: in the cached set
+            assert cpp_allows(first, tmp_path)  # the retired key still verifies its tokens
+            assert counter.fetches == fetched  # ... all without fetching the key set again
+            python = scitokens.Enforcer(url, audience=SITE)
+            for each in (first, second):
+                assert python.test(scitokens.SciToken.deserialize(each), "read", "/data/x"), python.last_failure
+
+            with app.app_context():
+                keys.rotate(immediately=True)
+                db.session.commit()
+            third = token()
+            assert kid(third) not in (kid(first), kid(second))
+            assert not cpp_allows(third, tmp_path)  # the cached set has no such kid, and no refetch
+            fresh = tmp_path / "fresh"
+            fresh.mkdir()
+            assert cpp_allows(third, fresh)  # a verifier fetching now has it
+            assert python.test(scitokens.SciToken.deserialize(third), "read", "/data/x"), python.last_failure
+            # the key it replaced is retired, not withdrawn: its tokens verify until they expire
+            assert kid(second) in {k["kid"] for k in client.get("/auth/certs").get_json()["keys"]}
+            assert cpp_allows(second, fresh)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
