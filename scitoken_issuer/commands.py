@@ -155,16 +155,20 @@ def keys_list():
 
 
 @keys_cli.command("rotate")
-@click.option("--immediately", is_flag=True, help="sign with the new key at once (compromised key)")
+@click.option("--immediately", is_flag=True,
+              help="sign with the new key at once; the old key stays published until its tokens expire")
+@click.option("--compromised", is_flag=True,
+              help="sign with the new key at once and withdraw every other key of the chain now: "
+                   "what they signed stops verifying")
 @click.option("--alg", type=click.Choice(["RS256", "ES256"]),
               help="rotate only this chain (default: every chain in use: access tokens and ID tokens)")
-def keys_rotate(immediately, alg):
+def keys_rotate(immediately, compromised, alg):
     """Publish a new signing key in each chain; it signs after KEY_PUBLISH_HOURS (or at once)."""
     keys = runtime().keys
     if alg and alg not in keys.algs:
         raise click.ClickException(f"no {alg} chain is in use (KEY_TYPE={keys.alg}; ID tokens use RS256)")
     try:
-        created = keys.rotate(immediately=immediately, alg=alg)
+        created = keys.rotate(immediately=immediately, alg=alg, withdraw=compromised)
     except RuntimeError as exc:  # another process rotated at the same moment
         raise click.ClickException(str(exc)) from None
     db.session.commit()

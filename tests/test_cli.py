@@ -140,6 +140,17 @@ def test_keys_list_and_rotate(cli):
     assert runtime().keys.view(fresh=True).current.kid == urgent.output.split()[1]
 
 
+def test_keys_rotate_compromised(cli):
+    """``--compromised``: the new key signs at once and is the only one published."""
+    old = runtime().keys.signing_key().kid
+    db.session.commit()
+    result = cli("keys", "rotate", "--compromised")
+    assert result.exit_code == 0, result.output
+    new = result.output.split()[1]
+    db.session.remove()
+    assert {k.kid for k in runtime().keys.published(fresh=True) if k.alg == "RS256"} == {new} and new != old
+
+
 @pytest.mark.parametrize("app_config", [{"KEY_TYPE": "ES256"}])
 def test_keys_list_and_rotate_both_chains(cli, app_config):
     """OIDC Core §15.1: with KEY_TYPE=ES256 an RS256 chain signs ID tokens; ``keys list`` shows

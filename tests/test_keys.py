@@ -104,6 +104,22 @@ def test_retired_key_is_dropped_after_its_tokens_expired(app, clock):
     assert db.session.execute(select(SigningKey.kid)).scalars().all() == [new.kid]
 
 
+def test_compromised_rotation_withdraws_the_old_keys_at_once(app, clock):
+    """docs/tokens.md: ``keys rotate --compromised`` signs with a new key at once and withdraws
+    every other key of the chain: none is published any more and what they signed no longer
+    verifies here (``--immediately`` alone keeps the old key published until its tokens expire)."""
+    keys = runtime().keys
+    old = keys.signing_key()
+    [upcoming] = keys.rotate()  # a next key published before the compromise goes too
+    old_token = mint()
+    [new] = keys.rotate(withdraw=True)
+    db.session.commit()
+    assert {k["kid"] for k in jwks()} == {new.kid}
+    assert keys.signing_key().kid == new.kid and old.kid != new.kid != upcoming.kid
+    assert pyjwt.get_unverified_header(mint())["kid"] == new.kid
+    assert runtime().tokens.verify(old_token) is None
+
+
 def test_es256_keys(tmp_path):
     app = make_app(tmp_path, KEY_TYPE="ES256")
     with app.app_context():

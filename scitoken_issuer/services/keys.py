@@ -227,19 +227,28 @@ class KeyStore:
                     break
         return created
 
-    def rotate(self, immediately: bool = False, alg: str | None = None) -> list[LoadedKey]:
+    def rotate(self, immediately: bool = False, alg: str | None = None,
+               withdraw: bool = False) -> list[LoadedKey]:
         """Publish a new key now in the chain of ``alg`` (default: every chain in use). It signs
         after the publish period, or at once if ``immediately`` (for a compromised key: verifiers
         that cached the old key set meet an unknown kid, which scitokens-cpp refuses until its
         next timed refresh, docs/tokens.md "Access tokens") or if nothing signs in that chain
-        yet (a fresh database: no verifier can have cached a key set without it)."""
+        yet (a fresh database: no verifier can have cached a key set without it).
+
+        ``withdraw`` (a compromised key; implies ``immediately``): every other key of the chain is
+        deleted, so it is no longer published and what it signed no longer verifies here, instead
+        of staying published until its tokens expire (docs/tokens.md)."""
         now = int(self.clock())
         created = []
         for chain in (alg,) if alg else self.algs:
-            at_once = immediately or self.view(chain, fresh=True).current is None
+            at_once = immediately or withdraw or self.view(chain, fresh=True).current is None
             key = self._create(chain, activates_at=now if at_once else now + self.publish_seconds)
             if key is None:
                 raise RuntimeError("another process rotated the key at the same moment; try again")
+            if withdraw:
+                db.session.execute(delete(SigningKey).where(SigningKey.alg == chain, SigningKey.kid != key.kid))
+                logger.warning("withdrew every %s signing key but %s (compromised)", chain, key.kid)
+                self._cache = self._published = None
             created.append(key)
         return created
 
