@@ -230,9 +230,9 @@ class KeyStore:
     def rotate(self, immediately: bool = False, alg: str | None = None,
                withdraw: bool = False) -> list[LoadedKey]:
         """Publish a new key now in the chain of ``alg`` (default: every chain in use). It signs
-        after the publish period, or at once if ``immediately`` (for a compromised key: verifiers
-        that cached the old key set meet an unknown kid, which scitokens-cpp refuses until its
-        next timed refresh, docs/tokens.md "Access tokens") or if nothing signs in that chain
+        after the publish period, or at once if ``immediately`` (verifiers that cached the old
+        key set meet an unknown kid, which scitokens-cpp refuses until its next timed refresh,
+        docs/tokens.md "Access tokens") or if nothing signs in that chain
         yet (a fresh database: no verifier can have cached a key set without it).
 
         ``withdraw`` (a compromised key; implies ``immediately``): every other key of the chain is
