@@ -26,8 +26,9 @@ from .conftest import basic_auth, make_app
 from .support.https import serve_https
 from .support.processes import free_port
 from .support.user_flows import DEVICE_GRANT, REDIRECT_URI, code_tokens, device_tokens, refresh, sign_in
+from .support.tls import bundle_with, make_tls, trust_for_verifiers
 from .test_policy import build_tree, write_users
-from .test_verifiers import SYSTEM_BUNDLE, _cpp_tool, make_tls, run_cpp
+from .test_verifiers import _cpp_tool, run_cpp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds a tree with chown: needs root")
 
@@ -51,8 +52,7 @@ def issued(request):
     tree where alice's group may write /data/ana/out, and one access token per grant and profile."""
     base = Path(tempfile.mkdtemp(prefix="verifier-grants-", dir="/tmp"))
     ca, cert, key = make_tls(base)
-    bundle = base / "bundle.pem"
-    bundle.write_bytes((SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b"") + b"\n" + ca.read_bytes())
+    bundle = bundle_with(ca, base / "bundle.pem")
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     app = make_app(base, ISSUER_ADDRESS=url, KEY_TYPE=request.param, POSIX_PATH=build_tree(base),
@@ -100,13 +100,7 @@ def issued(request):
 @pytest.fixture
 def trust(issued, tmp_path, monkeypatch):
     """Trust the test CA; a fresh key cache for the Python library."""
-    import scitokens.utils.keycache
-
-    monkeypatch.setenv("SSL_CERT_FILE", str(issued.bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(issued.bundle))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(scitokens.utils.keycache, "KEYCACHE_INSTANCE", None)
-    return issued.bundle
+    return trust_for_verifiers(issued.bundle, tmp_path / "cache", monkeypatch)
 
 
 def _user_grant(grant: str) -> bool:
@@ -181,16 +175,10 @@ def test_cached_key_set_verifies_across_a_rotation(tmp_path, monkeypatch, key_ty
     unknown ``kid`` (it refreshes its cache on a timer, 10 minutes by default) and refuses the
     new key's tokens until then, while the Python library fetches the new key at once."""
     import scitokens
-    import scitokens.utils.keycache
 
     tool = _cpp_tool("scitokens-test-access")
     ca, cert, key = make_tls(tmp_path)
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_bytes((SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b"") + b"\n" + ca.read_bytes())
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(scitokens.utils.keycache, "KEYCACHE_INSTANCE", None)
+    bundle = trust_for_verifiers(bundle_with(ca, tmp_path / "bundle.pem"), tmp_path / "cache", monkeypatch)
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     app = make_app(tmp_path, ISSUER_ADDRESS=url, KEY_TYPE=key_type)

@@ -25,8 +25,9 @@ from scitoken_issuer.extensions import db
 from .conftest import make_app
 from .support.https import serve_https
 from .support.processes import free_port
+from .support.tls import bundle_with, make_tls, trust_for_verifiers
 from .test_policy import ALICE, ANA, ATLAS, BOB, build_tree, write_users
-from .test_verifiers import SYSTEM_BUNDLE, _cpp_tool, make_tls, run_cpp
+from .test_verifiers import _cpp_tool, run_cpp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds a tree with chown and setuid: needs root")
 
@@ -54,8 +55,7 @@ def site():
     base = Path(tempfile.mkdtemp(prefix="verifier-scopes-", dir="/tmp"))
     base.chmod(0o755)
     ca, cert, key = make_tls(base)
-    bundle = base / "bundle.pem"
-    bundle.write_bytes((SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b"") + b"\n" + ca.read_bytes())
+    bundle = bundle_with(ca, base / "bundle.pem")
     root = Path(build_tree(base))
     drop = root / "data" / "ana" / "drop"  # like /tmp: anyone may create, only owners delete
     drop.mkdir()
@@ -78,13 +78,7 @@ def site():
 @pytest.fixture
 def trust(site, tmp_path, monkeypatch):
     """Trust the test CA; a fresh key cache for the Python library."""
-    import scitokens.utils.keycache
-
-    monkeypatch.setenv("SSL_CERT_FILE", str(site.bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(site.bundle))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(scitokens.utils.keycache, "KEYCACHE_INSTANCE", None)
-    return site.bundle
+    return trust_for_verifiers(site.bundle, tmp_path / "cache", monkeypatch)
 
 
 class Browser:

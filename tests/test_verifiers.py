@@ -18,10 +18,9 @@ from scitoken_issuer.extensions import db, runtime
 from .conftest import make_app
 from .support.https import serve_https
 from .support.processes import free_port
-from .support.tls import make_tls
+from .support.tls import SYSTEM_BUNDLE, bundle_with, make_tls, trust_for_verifiers
 
 AUDIENCE = "https://storage.example.org"
-SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CLIENT_SCOPE = "storage.read:/data storage.create:/data/out storage.modify:/data/out"
 
 
@@ -70,16 +69,7 @@ def https_issuer(request, tmp_path_factory):
 @pytest.fixture
 def trust(https_issuer, tmp_path, monkeypatch):
     """Trust the test CA (requests, ssl) and give the scitokens key cache a fresh home."""
-    import scitokens.utils.keycache
-
-    bundle = tmp_path / "bundle.pem"
-    system = SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b""
-    bundle.write_bytes(system + b"\n" + https_issuer.ca.read_bytes())
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(scitokens.utils.keycache, "KEYCACHE_INSTANCE", None)  # re-read XDG_CACHE_HOME
-    return bundle
+    return trust_for_verifiers(bundle_with(https_issuer.ca, tmp_path / "bundle.pem"), tmp_path / "cache", monkeypatch)
 
 
 def test_https_discovery_points_at_the_https_jwks(https_issuer, trust):

@@ -46,3 +46,25 @@ def make_tls(directory: Path) -> tuple[Path, Path, Path]:
                                            serialization.NoEncryption()))
     key_path.chmod(0o600)
     return ca_path, cert_path, key_path
+
+
+#: The Debian system CA bundle (what scitokens-cpp reads, whatever SSL_CERT_FILE says).
+SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def bundle_with(ca: Path, path: Path) -> Path:
+    """The system CA bundle plus the test CA ``ca``, written to ``path``."""
+    path.write_bytes((SYSTEM_BUNDLE.read_bytes() if SYSTEM_BUNDLE.exists() else b"") + b"\n" + ca.read_bytes())
+    return path
+
+
+def trust_for_verifiers(bundle: Path, cache_home: Path, monkeypatch) -> Path:
+    """Make requests and ssl (so the Python ``scitokens`` library) trust ``bundle``, and give its
+    key cache a fresh home (it keeps keys for days and reads XDG_CACHE_HOME once)."""
+    import scitokens.utils.keycache
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    monkeypatch.setattr(scitokens.utils.keycache, "KEYCACHE_INSTANCE", None)
+    return bundle
