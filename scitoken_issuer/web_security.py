@@ -12,7 +12,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .settings import Settings
 
-#: Every HTML page: only this issuer's own files, never framed (clickjacking), no <base>/plugins.
+#: Every HTML page: only this issuer's own files, never framed (clickjacking), no <base>/plugins;
+#: never stored (each page is one user's, with its CSRF token; the back button asks again, so a
+#: consent page whose request was decided since is not shown with its buttons).
 #: No ``form-action``: Chrome applies it to the redirects after a form post, and the consent form
 #: ends in a redirect to the client's ``redirect_uri`` (another origin).
 CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -20,6 +22,7 @@ HTML_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate CSP 2
+    "Cache-Control": "no-store",
 }
 #: What Fetch Metadata (``Sec-Fetch-Site``) says of a form post this issuer's own page made.
 SAME_SITE_VALUES = ("same-origin", "none")

@@ -70,3 +70,35 @@ def test_code_of_a_deleted_client_is_not_valid_on_the_verification_page(issuer):
     approval = client.post("/auth/device", data={"user_code": start["user_code"], "decision": "approve",
                                                  "csrf_token": csrf_token(page.get_data(as_text=True))})
     assert approval.status_code == 400 and "not valid" in approval.get_data(as_text=True)
+
+
+def test_first_decision_on_the_verification_page_stands(issuer):
+    """RFC 8628 §3.3: one user decision per code. A second submit of the page (a double click, a
+    reload that re-posts, a second tab, the back button) was taken as a new decision: Deny in a
+    second tab after Approve was accepted ("You denied") and raced the approval, and a reload
+    said the code was "not valid" and counted as a wrong code. The first decision stands and the
+    page says so; the device gets its tokens."""
+    from .support.dev_login import csrf_token, sign_in
+
+    client = issuer.test_client()
+    mine, _other = issuer.config["test_client_ids"]
+    _status, start = device_start(client, mine, "openid")
+    sign_in(client)
+    page = client.get(f"/auth/device?user_code={start['user_code']}")
+    form = {"user_code": start["user_code"], "csrf_token": csrf_token(page.get_data(as_text=True))}
+    first = client.post("/auth/device", data={**form, "decision": "approve"})
+    assert first.status_code == 200 and "You approved" in first.get_data(as_text=True)
+    for decision in ("approve", "deny"):  # a reload, then the other tab's Deny
+        again = client.post("/auth/device", data={**form, "decision": decision})
+        text = again.get_data(as_text=True)
+        assert again.status_code == 200 and "You already approved" in text, text
+    back = client.get(f"/auth/device?user_code={start['user_code'].lower()}")
+    assert back.status_code == 200 and "You already approved" in back.get_data(as_text=True)
+    assert 'id="approve"' not in back.get_data(as_text=True)
+    tokens = poll(client, mine, device_code=start["device_code"]).get_json()
+    assert "access_token" in tokens, tokens
+    # another user with the code learns nothing: the code is not valid for them
+    other = issuer.test_client()
+    sign_in(other, "bob", "bob-dev-password")
+    stranger = other.get(f"/auth/device?user_code={start['user_code']}")
+    assert stranger.status_code == 400 and "not valid" in stranger.get_data(as_text=True)

@@ -194,6 +194,35 @@ def test_device_flow_refusal_shown_and_sent_to_the_device(stack, browsing):
     assert not browsing.server_errors
 
 
+def test_second_tab_reload_and_back_after_approval_keep_the_first_decision(stack, browsing):
+    """RFC 8628 §3.3: one decision per code. After Approve in one tab, Deny in a second tab opened
+    before it, a reload of the result (the browser posts the form again) and the back button
+    all say the request was already approved — the second tab used to say "You denied" and race
+    the approval through a second worker task, the reload that the code was not valid — and the
+    device gets its tokens."""
+    start = device_start(stack, "openid offline_access storage.read:/atlas")
+    page = browsing.page
+    page.goto(start["verification_uri_complete"])
+    sign_in_at_idp(page, stack)
+    second = page.context.new_page()
+    second.goto(start["verification_uri_complete"])
+    expect(second.locator("#deny")).to_be_visible()
+
+    page.locator("#approve").click()
+    expect(page.locator("#outcome")).to_contain_text("You approved")
+    second.locator("#deny").click()
+    expect(second.locator("#outcome")).to_contain_text("You already approved")
+    page.reload()
+    expect(page.locator("#outcome")).to_contain_text("You already approved")
+    page.go_back()
+    expect(page.locator("#outcome")).to_contain_text("You already approved")
+    expect(page.locator("#approve")).to_have_count(0)
+
+    response = poll_for_outcome(stack, start)
+    assert response.status_code == 200, response.text
+    assert not browsing.server_errors
+
+
 def test_issuer_pages_cannot_be_framed(stack, browsing):
     """CSP ``frame-ancestors 'none'`` (clickjacking): another page's iframe of the verification
     page stays empty in Chromium, and the browser says why."""

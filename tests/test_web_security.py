@@ -82,10 +82,11 @@ def assert_html_headers(response) -> None:
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"  # the back button asks again
 
 
 def test_every_page_sends_security_headers(app):
-    """CSP 3 frame-ancestors (clickjacking), nosniff, no-referrer on every template and error page."""
+    """CSP 3 frame-ancestors (clickjacking), nosniff, no-referrer, no-store on every template and error page."""
     client = app.test_client()
     code = user_code(app)
     seen = {}

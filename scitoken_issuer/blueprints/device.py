@@ -46,22 +46,40 @@ def verify():
         return error_response(429, "slow_down", "Too many wrong codes were entered from your network. "
                               f"Please wait {wait} seconds, then try again.", {"Retry-After": str(wait)})
     user_code = normalize_user_code(typed)
-    row = runtime().device.pending_by_user_code(user_code) if user_code else None
+    device = runtime().device
+    row = device.unexpired_by_user_code(user_code) if user_code else None
     client = runtime().clients.get(row.client_id) if row is not None else None
-    if client is None:  # unknown, expired or decided, or its client was deleted since
-        failure_limits().failed(WRONG_USER_CODE, address)
-        return _code_form("That code is not valid or has expired. Check the code on your device and try again.",
-                          400, typed[:32])
+    user = signed_in()
+    accepted = device.accepted_decision(row) if client is not None else None
+    if accepted is not None and user is not None and user.username == accepted[0]:
+        return _decided(accepted, client)  # a reload, a double submit, the back button, another tab
+    if client is None or accepted is not None:  # unknown, expired or decided, or its client was deleted since
+        return _not_valid(address, typed)
     login_redirect = require_login()
     if login_redirect is not None:
         return login_redirect
-    user = signed_in()
     decision = request.form.get("decision") if request.method == "POST" else None
     if decision in ("approve", "deny"):  # recorded with the row, then decided by a worker (docs/flows.md)
-        runtime().device.request_decision(row, user.username, user.identity_id, decision == "approve")
+        if not device.request_decision(row, user.username, user.identity_id, decision == "approve"):
+            # another request of this code won: the first decision stands
+            accepted = device.accepted_decision(row)
+            if accepted is None or accepted[0] != user.username:
+                return _not_valid(address, typed)
+            return _decided(accepted, client)
         dispatch(tasks.complete_device_authorization, row.device_code_hash, user.username, user.identity_id,
                  decision == "approve")
         return render_template("device_done.html", approved=decision == "approve", client=client)
     scopes, refusal = consent_view(user.username, row.scope, client)
     return render_template("consent.html", client=client, user=user, scopes=scopes, refusal=refusal,
                            action=request.path, hidden=[("user_code", format_user_code(user_code))])
+
+
+def _not_valid(address: str, typed: str):
+    failure_limits().failed(WRONG_USER_CODE, address)
+    return _code_form("That code is not valid or has expired. Check the code on your device and try again.",
+                      400, typed[:32])
+
+
+def _decided(accepted: tuple[str, bool], client):
+    """The decision this user already made on this code, shown again: the first one stands."""
+    return render_template("device_done.html", approved=accepted[1], client=client, again=True)

@@ -158,20 +158,43 @@ class DeviceFlow:
             logger.warning("device state not published to Redis: %s", type(exc).__name__)
 
     def pending_by_user_code(self, user_code: str) -> DeviceCode | None:
+        row = self.unexpired_by_user_code(user_code)
+        return row if row is not None and row.status == "pending" else None
+
+    def unexpired_by_user_code(self, user_code: str) -> DeviceCode | None:
+        """The authorization of a user code until it expires, pending or decided."""
         row = db.session.execute(select(DeviceCode).where(DeviceCode.user_code == user_code)).scalar_one_or_none()
-        if row is None or row.status != "pending" or row.expires_at <= time.time():
+        if row is None or row.expires_at <= time.time():
             return None
         return row
 
+    @staticmethod
+    def accepted_decision(row: DeviceCode) -> tuple[str, bool] | None:
+        """Who decided ``row`` and whether they approved, once the verification page accepted a
+        decision (recorded by a worker or not yet); None while it awaits one."""
+        if row.requested:
+            return row.requested["username"], bool(row.requested["approved"])
+        if row.status != "pending" and row.subject is not None:
+            return row.subject, row.status != "denied"
+        return None
+
     # -- the user's decision (verification page, then worker) --------------------------------
-    def request_decision(self, row: DeviceCode, username: str, identity_id: int | None, approved: bool) -> None:
+    def request_decision(self, row: DeviceCode, username: str, identity_id: int | None, approved: bool) -> bool:
         """Record the decision the verification page accepted, with the caller's commit, before
         a worker decides the scopes and records the outcome: until then :meth:`resume` may send
-        it to a worker again."""
+        it to a worker again. The first decision wins: False (nothing recorded) when one was
+        already accepted — a double submit, a reload, another tab — and ``row`` then shows that one."""
         now, digest = int(time.time()), row.device_code_hash
-        row.requested = {"username": username, "identity_id": identity_id, "approved": approved}
-        row.requested_at = now
+        requested = {"username": username, "identity_id": identity_id, "approved": approved}
+        result = db.session.execute(
+            update(DeviceCode).where(DeviceCode.device_code_hash == digest, DeviceCode.status == "pending",
+                                     DeviceCode.requested_at.is_(None))
+            .values(requested=requested, requested_at=now))
+        if result.rowcount != 1:
+            db.session.refresh(row)
+            return False
         after_commit(lambda: self._mark(digest, "requested", now))
+        return True
 
     def resume(self, state: PollState, now: float | None = None) -> dict | None:
         """The decision accepted for a pending authorization that no worker has recorded within
