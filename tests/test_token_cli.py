@@ -110,6 +110,22 @@ def test_renews_silently_with_the_refresh_token(researcher, issuer):
     assert record(researcher).refresh_token != first_record.refresh_token  # rotated and kept
 
 
+def test_show_into_a_reader_that_left(researcher, issuer):
+    """``scitoken-token --show | head -1`` printed a BrokenPipeError traceback: a reader of stdout
+    that leaves early is not a failure (the token is written before it is shown): exit 0, quiet."""
+    assert researcher.login("get", "--scope", SCOPE).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the claims are printed
+    try:
+        done = subprocess.run(researcher.argv(("get", "--scope", SCOPE, "--show"), True), env=researcher.env(),
+                              stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 0 and "still valid, not renewed" in done.stderr
+
+
 def test_minsecs_renews_only_when_needed(researcher, issuer):
     """htgettoken's --minsecs: a token with more than minsecs left is kept (no request to the token
     endpoint, same file, same inode); fewer than minsecs left renews it."""

@@ -179,3 +179,9 @@ def main(argv: Sequence[str] | None = None, environ=None) -> int:
     except KeyboardInterrupt:
         print("scitoken-token: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of our output left early (`scitoken-token --show | head`): everything else is
+        # done by then (the token is written before it is shown; requests wraps socket errors), so
+        # this is success, not a traceback; stdout is pointed at /dev/null for the exit-time flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
