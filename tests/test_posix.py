@@ -151,6 +151,20 @@ def test_every_ancestor_must_be_traversable(root):
     assert not check_access(root, ALICE, "create", "/locked/open/missing").granted
 
 
+@pytest.mark.parametrize("permission", ["read", "create", "modify"])
+def test_nothing_beyond_an_untraversable_directory_shapes_the_answer(root, permission):
+    """Rule 3 is decided before looking inside: alice cannot traverse /locked, so whether a name
+    exists there, is a directory, a file or a link must not change the refusal (it did: an
+    existing name was refused on rule 3, a missing one on rule 2 with another sentence, a
+    path through a file as "not a directory" — telling alice what /locked holds)."""
+    answers = {(d.granted, d.step, d.reason, d.checked) for d in (
+        check_access(root, ALICE, permission, path) for path in
+        ("/locked/open", "/locked/missing", "/locked/open/back/ana", "/locked/open/back/ana/file.txt/x",
+         "/locked/open/missing/deeper"))}
+    assert answers == {(False, 3, "no traverse (x) permission on /locked for user alice "
+                        "(other class, mode 0700, owner 0 group 0)", "/locked")}, answers
+
+
 def test_storage_root_itself_must_be_traversable(tmp_path):
     top = tmp_path / "top"
     (top / "pub").mkdir(parents=True)

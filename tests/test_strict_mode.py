@@ -279,3 +279,35 @@ def test_strict_grant_over_http(http_app):
     _, response = approve(client, authorize_url(oauth, "storage.read:/data/open storage.modify:/data/mine",
                                                 challenge))
     assert "code" in callback_params(response)
+
+
+def test_refusals_do_not_tell_what_another_users_directory_holds(tmp_path):
+    """The consent page and RFC 6749 ``invalid_scope`` quote the refusal: for paths inside bob's
+    0700 directory they must read the same whether the name exists, is a file or is missing (an
+    existing name was refused with another sentence than a missing one)."""
+    root = tmp_path / "site"
+    (root / "data" / "bob" / "thesis").mkdir(parents=True)
+    (root / "data" / "bob" / "notes.txt").write_text("x")
+    os.chmod(root / "data" / "bob", 0o700)
+    for path in (root / "data" / "bob", root / "data" / "bob" / "thesis", root / "data" / "bob" / "notes.txt"):
+        os.chown(path, BOB_UID, BOB_UID)
+    app = make_app(tmp_path, POSIX_PATH=str(root), DEV_USERS_FILE=write_users(tmp_path / "users.json"))
+    with app.app_context():
+        oauth = SimpleNamespace(client_id=runtime().clients.register(
+            {"client_name": "analysis portal", "grant_types": ["authorization_code"], "redirect_uris": [REDIRECT_URI],
+             "token_endpoint_auth_method": "none", "scope": "openid storage.read:/data"},
+            admin=True, source="admin").client.client_id)
+        db.session.commit()
+    client = app.test_client()
+    sign_in(client)
+    descriptions = set()
+    for path in ("/data/bob/thesis", "/data/bob/missing", "/data/bob/notes.txt/x"):
+        _, challenge = pkce()
+        html, response = approve(client, authorize_url(oauth, f"storage.read:{path}", challenge))
+        params = callback_params(response)
+        assert params["error"] == "invalid_scope" and 'id="approve"' not in html
+        descriptions.add(params["error_description"].replace(path, "PATH"))
+    assert descriptions == {"storage.read:PATH refused: no traverse (x) permission on /data/bob for user alice "
+                            f"(other class, mode 0700, owner {BOB_UID} group {BOB_UID})"}, descriptions
+    with app.app_context():
+        db.engine.dispose()

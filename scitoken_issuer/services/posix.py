@@ -137,19 +137,21 @@ def check_access(
         return refuse("the strict-mode index was built for another storage root", 4)
     root_info = info
 
-    walked: dict[str, FileInfo] = {}  # directories that must grant x, in walk order
     pending = [p for p in reversed(path.split("/")) if p]
     current, hops = root_real, 0
     while pending:
         name = pending.pop()
-        walked.setdefault(current, info)
+        klass, bits = access_class(user, info, X)
+        if not bits & X:  # rule 3, before looking inside: what lies beyond a directory U cannot
+            # traverse (whether a name exists, is a file or a link) never shapes the answer
+            shown = scope_path(current, root_real)
+            return refuse(explain(X, shown, user, klass, info), 3, **_details(shown, klass, X, info))
         candidate = f"{current}/{name}" if current != "/" else f"/{name}"
         try:
             child = lookup(candidate)
         except (FileNotFoundError, NotADirectoryError):
             pending.append(name)
-            exists = False
-            del walked[current]  # the nearest existing ancestor is judged as the target
+            exists = False  # the nearest existing ancestor is judged as the target
             break
         except OSError as exc:
             return refuse(f"{scope_path(candidate, root_real)} cannot be examined: {exc.strerror}", 1)
@@ -168,12 +170,6 @@ def check_access(
             return refuse(f"{scope_path(candidate, root_real)} is not a directory", 1,
                           checked=scope_path(candidate, root_real))
         current, info = candidate, child
-
-    for directory, dir_info in walked.items():  # rule 3
-        klass, bits = access_class(user, dir_info, X)
-        if not bits & X:
-            shown = scope_path(directory, root_real)
-            return refuse(explain(X, shown, user, klass, dir_info), 3, **_details(shown, klass, X, dir_info))
 
     want = needed_bits(permission, stat_mod.S_ISDIR(info.mode))  # rule 2
     klass, bits = access_class(user, info, want)
