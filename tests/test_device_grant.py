@@ -102,3 +102,24 @@ def test_first_decision_on_the_verification_page_stands(issuer):
     sign_in(other, "bob", "bob-dev-password")
     stranger = other.get(f"/auth/device?user_code={start['user_code']}")
     assert stranger.status_code == 400 and "not valid" in stranger.get_data(as_text=True)
+
+
+def test_approving_a_page_opened_before_a_sign_out_says_what_to_do(issuer):
+    """A consent page opened before signing out (the "Not you?" button, another tab) or more than
+    an hour ago: its form's CSRF token no longer matches. The page said only "The CSRF session
+    token is missing."; it now says nothing was done and to reload, still 400 and still HTML."""
+    from .support.dev_login import csrf_token, sign_in
+
+    client = issuer.test_client()
+    mine, _other = issuer.config["test_client_ids"]
+    _status, start = device_start(client, mine, "openid")
+    sign_in(client)
+    page = client.get(f"/auth/device?user_code={start['user_code']}")
+    token = csrf_token(page.get_data(as_text=True))
+    assert client.post("/auth/logout", data={"csrf_token": token}).status_code in (200, 302)
+    stale = client.post("/auth/device", data={"user_code": start["user_code"], "decision": "approve",
+                                              "csrf_token": token})
+    text = stale.get_data(as_text=True)
+    assert stale.status_code == 400 and stale.mimetype == "text/html", text
+    assert "nothing was done" in text and "reload the page" in text and "CSRF" not in text, text
+    assert poll(client, mine, device_code=start["device_code"]).get_json()["error"] == "authorization_pending"

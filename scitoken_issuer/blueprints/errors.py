@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -21,6 +22,10 @@ from ..services.upstream_idp import UpstreamUnavailable
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER = "5"
+#: A browser form whose CSRF token no longer matches: opened more than an hour ago, or before a
+#: sign-out or a new sign-in (in this tab or another).
+STALE_FORM = ("This page has expired or you signed in or out since it was opened, so nothing was done. "
+              "Go back, reload the page and try again.")
 
 
 class ServiceUnavailable(Exception):
@@ -93,6 +98,8 @@ def init_error_handlers(app: Flask) -> None:
                  405: "invalid_request", 413: "invalid_request", 429: "slow_down"}.get(
             code, "invalid_request" if code < 500 else "server_error")
         description = exc.description if code != 413 else "request body too large"
+        if isinstance(exc, CSRFError):  # flask-wtf's "The CSRF session token is missing." says nothing to do
+            description = STALE_FORM
         methods = getattr(exc, "valid_methods", None)  # RFC 9110 §15.5.6: a 405 carries Allow
         headers = {"Allow": ", ".join(methods)} if code == 405 and methods else {}
         return error_response(code, error, description, headers)
