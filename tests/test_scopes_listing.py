@@ -248,3 +248,21 @@ def test_discovery_advertises_the_endpoint(tmp_path):
     app = app_for(tmp_path, generate_tree(tmp_path, 1))
     meta = app.test_client().get("/.well-known/openid-configuration").get_json()
     assert meta["storage_scopes_endpoint"] == "http://issuer.test/auth/scopes"
+
+
+def test_signed_in_browser_with_a_bad_path_gets_a_page(tmp_path):
+    """A researcher typing ``/auth/scopes?path=/data/`` (a trailing slash) or a bad ``depth`` in
+    the browser got raw RFC 6749 JSON; a browser gets a readable 400 page saying what to change.
+    A program asking for JSON still gets JSON."""
+    tree = generate_tree(tmp_path, 2)
+    app = app_for(tmp_path, tree)
+    browser = app.test_client()
+    sign_in(browser, "alice")
+    for query in ("path=/data/", "depth=lots"):
+        page = browser.get(f"/auth/scopes?{query}", headers={"Accept": "text/html,application/xhtml+xml"})
+        text = page.get_data(as_text=True)
+        assert page.status_code == 400 and page.mimetype == "text/html", text
+        assert "Change ?path= or ?depth=" in text and "frame-ancestors 'none'" in page.headers[
+            "Content-Security-Policy"]
+        program = browser.get(f"/auth/scopes?{query}", headers={"Accept": "application/json"})
+        assert program.status_code == 400 and program.get_json()["error"] == "invalid_request"

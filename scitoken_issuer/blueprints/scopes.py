@@ -23,18 +23,27 @@ from .login import signed_in
 bp = Blueprint("scopes", __name__)
 
 
-def _listing(username: str, client) -> ScopeListing | tuple:
-    """The listing for the query's ``path`` and ``depth``, or a 400 answer for bad ones."""
+def _listing(username: str, client, page: bool = False) -> ScopeListing | tuple:
+    """The listing for the query's ``path`` and ``depth``, or a 400 answer for bad ones (an HTML
+    page for a browser's ``page``, RFC 6749 §5.2 JSON otherwise)."""
     rt = runtime()
     lister = ScopeLister(rt.policy, rt.settings.scopes_listing_depth, rt.settings.scopes_listing_max)
     path = request.args.get("path", "/")
     depth = request.args.get("depth")
     if depth is not None and not (depth.isdigit() and len(depth) <= 2):
-        return error_response(400, "invalid_request", "depth must be a small non-negative integer")
+        return _bad_query("depth must be a small non-negative integer", page)
     try:
         return lister.listing(rt.groups.get(username), username, client, path, None if depth is None else int(depth))
     except ScopeError as exc:
-        return error_response(400, "invalid_request", f"path: {exc}")
+        return _bad_query(f"path: {exc}", page)
+
+
+def _bad_query(description: str, page: bool):
+    if not page:
+        return error_response(400, "invalid_request", description)
+    return render_template("error.html", status=400, error="invalid_request", description=(
+        f"{description}. Change ?path= or ?depth= in the address, or open {url_for('oauth.scopes.scopes')} "
+        "without them.")), 400, {"Cache-Control": "no-store"}
 
 
 def _wants_html() -> bool:
@@ -46,7 +55,7 @@ def _wants_html() -> bool:
 def scopes():
     browser = signed_in()
     if browser is not None and "Authorization" not in request.headers:
-        listing = _listing(browser.username, AnyClient())
+        listing = _listing(browser.username, AnyClient(), page=_wants_html())
         if not isinstance(listing, ScopeListing):
             return listing
         if not _wants_html():
