@@ -223,6 +223,22 @@ def test_second_tab_reload_and_back_after_approval_keep_the_first_decision(stack
     assert not browsing.server_errors
 
 
+def test_a_wrong_code_is_announced_on_its_field(stack, browsing):
+    """WCAG 3.3.1 (error identification): after a wrong code the field itself says so — a screen
+    reader on the focused field heard only "Code", the error sat in a paragraph apart."""
+    page = browsing.page
+    page.goto(f"{stack.url}/auth/device")
+    expect(page.get_by_label("Code")).not_to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Code").fill("bbbbb-bbbbb")
+    page.locator("#continue").click()
+    field = page.get_by_label("Code")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(re.compile("not valid or has expired"))
+    expect(field).to_have_value("bbbbb-bbbbb")
+    assert page.evaluate("document.documentElement.lang") == "en" and page.title()
+    assert not browsing.server_errors and not browsing.refused
+
+
 def test_issuer_pages_cannot_be_framed(stack, browsing):
     """CSP ``frame-ancestors 'none'`` (clickjacking): another page's iframe of the verification
     page stays empty in Chromium, and the browser says why."""

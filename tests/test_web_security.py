@@ -228,3 +228,15 @@ def test_https_form_post_without_token_is_refused(https_app):
     response = client.post("/auth/login", data={"username": "alice", "password": "pw"},
                            headers={"Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 400 and "nothing was done" in response.get_data(as_text=True)  # the CSRF refusal
+
+
+def test_a_refused_sign_in_is_announced_on_the_password_field(app):
+    """WCAG 3.3.1: the development login's error is tied to the password field (aria-invalid,
+    aria-describedby), not only a paragraph apart; a first visit marks nothing invalid."""
+    client = app.test_client()
+    form = client.get("/auth/login")
+    assert "aria-invalid" not in form.get_data(as_text=True)
+    refused = client.post("/auth/login", data={"username": "alice", "password": "wrong", "next": "/auth/device",
+                                               "csrf_token": token_of(form)}).get_data(as_text=True)
+    assert 'id="login-error"' in refused
+    assert re.search(r'name="password"[^>]*aria-invalid="true" aria-describedby="login-error"', refused), refused
