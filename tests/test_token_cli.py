@@ -26,8 +26,8 @@ from scitoken_issuer.token_cli.errors import (EXIT_DENIED, EXIT_EXPIRED, EXIT_IN
                                               EXIT_LOGIN_NEEDED, EXIT_UNREACHABLE, EXIT_USAGE)
 from scitoken_issuer.token_cli.store import TokenStore, record_key
 
-from .support.processes import free_port
-from .support.researcher import ROOT, USER_CODE, Researcher
+from .support.processes import free_port, wait_until
+from .support.researcher import ROOT, USER_CODE, Researcher, approve_device
 from .test_embedded import Embedded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="builds a tree with chown: needs root")]
@@ -308,6 +308,40 @@ def test_issuer_unreachable_or_failing(tmp_path):
     assert done.returncode == EXIT_UNREACHABLE
     assert done.stderr == (f"scitoken-token: the issuer at {alice.issuer} answered 503 Service Unavailable to the "
                            "metadata request; it asks to retry after 30 s\n")
+
+
+def test_issuer_restarting_while_the_person_approves(tmp_path):
+    """RFC 8628 §3.5: a poll that cannot reach the issuer (here: it restarts while the person is in
+    the browser) is not the end — the tool gave up with exit 3 at the first refused poll, and the
+    approval that followed was for nothing. It says so once, backs off, keeps polling until the
+    code expires, and gets the tokens once the restarted issuer has the approval."""
+    base = tmp_path / "restarting"
+    base.mkdir()
+    server = Embedded(base, "restarting", DEVICE_POLL_INTERVAL="1").start()
+    alice = Researcher(tmp_path / "alice", server.url)
+    log = alice.home / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(alice.argv(("get",), True), env=alice.env(), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        wait_until(lambda: USER_CODE.search(log.read_text()) is not None, 30, "the user code")
+        server.process.stop()
+        wait_until(lambda: "still waiting for approval" in log.read_text(), 30, "a failed poll")
+        assert proc.poll() is None, log.read_text()
+        server.start()
+        approve_device(server.url, USER_CODE.search(log.read_text()).group(1))
+        proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.process.stop()
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert f"cannot reach the issuer at {server.url} (device access token request): connection refused; " \
+           "still waiting for approval" in text
+    assert text.count("still waiting for approval") == 1 + text.count("the issuer answers again")
+    assert claims(alice.token_file)["sub"] == "alice"
 
 
 def revoke(issuer: Embedded, kept) -> None:

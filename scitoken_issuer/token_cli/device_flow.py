@@ -20,6 +20,9 @@ from .issuer import DEVICE_GRANT, Client, Issuer
 DEFAULT_INTERVAL = 5
 #: RFC 8628 §3.5: each slow_down adds 5 seconds to the polling interval.
 SLOW_DOWN_STEP = 5
+#: The longest wait between polls while the issuer cannot be reached or answers 5xx (RFC 8628
+#: §3.5: back off exponentially); the interval doubles from the issuer's up to this.
+MAX_BACKOFF = 60
 
 
 @dataclass(frozen=True)
@@ -86,20 +89,30 @@ class DeviceLogin:
               file=self.out, flush=True)
 
     def poll(self, code: DeviceCode) -> dict:
-        """Poll until tokens (the token response) or a final error (:class:`OAuthError`)."""
+        """Poll until tokens (the token response) or a final error (:class:`OAuthError`).
+
+        An issuer that cannot be reached or answers 5xx meanwhile (a restart, a database blip) is
+        not the end: the person may be approving right now and the issuer keeps what it accepted,
+        so polling goes on, backing off (RFC 8628 §3.5), until the code expires."""
         url = self.issuer.endpoint("token_endpoint", "issue tokens")
         interval = code.interval
         deadline = self.clock() + code.expires_in
+        outage: CliError | None = None  # the last failure of the current outage
+        failures = 0
         while True:
-            self.sleep(interval)
+            self.sleep(min(MAX_BACKOFF, interval * 2 ** failures) if failures else interval)
             try:
-                return self.issuer.post_form(url, {"grant_type": DEVICE_GRANT, "device_code": code.device_code},
+                body = self.issuer.post_form(url, {"grant_type": DEVICE_GRANT, "device_code": code.device_code},
                                              self.client, "device access token request")
             except OAuthError as exc:
-                if exc.error == "authorization_pending":
-                    pass
-                elif exc.error == "slow_down":
-                    interval += SLOW_DOWN_STEP
+                if exc.code == EXIT_UNREACHABLE:  # temporarily_unavailable, server_error
+                    outage = exc
+                elif exc.error in ("authorization_pending", "slow_down"):
+                    if exc.error == "slow_down":
+                        interval += SLOW_DOWN_STEP
+                    if failures:
+                        self.say("the issuer answers again; still waiting for approval")
+                    outage, failures = None, 0
                 elif exc.error == "access_denied":
                     raise CliError(exc.code, "the request was denied in the browser"
                                    + (f" ({exc.description})" if exc.description else "")) from None
@@ -108,9 +121,24 @@ class DeviceLogin:
                                    "again for a new code") from None
                 else:
                     raise
+            except CliError as exc:
+                if exc.code != EXIT_UNREACHABLE:
+                    raise
+                outage = exc
+            else:
+                return body
+            if outage is not None:
+                if not failures:
+                    self.say(f"{outage.message}; still waiting for approval")
+                failures += 1
             if self.clock() >= deadline:
+                if outage is not None:
+                    raise outage
                 raise CliError(EXIT_EXPIRED, "the code expired before it was approved; run the command again "
                                "for a new code")
+
+    def say(self, line: str) -> None:
+        print(f"scitoken-token: {line}", file=self.out, flush=True)
 
 
 def _is_terminal(stream: TextIO) -> bool:
