@@ -16,7 +16,6 @@ import requests
 from .support.e2e import CLIENT_ID, CLIENT_REDIRECT, CLIENT_SECRET, csrf_token
 from .support.processes import wait_until
 from .test_e2e_flows import code_flow, device_poll, device_start, poll_until, sign_in_through_idp, storage_tree  # noqa: F401
-from .test_outages import own_postgres  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 

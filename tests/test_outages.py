@@ -13,7 +13,6 @@ import pytest
 
 from scitoken_issuer.extensions import db, runtime
 from tests.support.dev_login import csrf_token, sign_in
-from tests.support.postgres import PostgresServer, postgres_bin
 
 from .conftest import basic_auth, make_app
 
@@ -84,17 +83,6 @@ def test_device_approval_with_the_task_queue_down(redis_app, redis_server):
         redis_server.start()
     again = client.post("/auth/device", data=form)
     assert again.status_code == 200 and "Approved" in again.get_data(as_text=True)
-
-
-@pytest.fixture
-def own_postgres():
-    """A PostgreSQL server of this test's own, which the test stops (the session's one is shared)."""
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed")
-    server = PostgresServer(bindir).start()
-    yield server
-    server.destroy()
 
 
 def test_database_down_is_503_everywhere_it_is_needed(tmp_path, own_postgres):

@@ -18,7 +18,6 @@ from scitoken_issuer.models import AuthorizationCode, RefreshFamily, RefreshToke
 from scitoken_issuer.oauth2.oidc import DeviceIDToken, OpenIDCode
 from scitoken_issuer.services.tokens import TokenService
 from tests.conftest import make_app
-from tests.support.postgres import PostgresServer, postgres_bin
 from tests.support.user_flows import (DEVICE_GRANT, REDIRECT_URI, approve_code, authorize_query, device_approved,
                                       device_tokens, pkce, refresh, sign_in)
 
@@ -334,23 +333,11 @@ def test_no_ping_before_the_work(issuer):
     assert engine_of(issuer[1]).pool._pre_ping is False
 
 
-@pytest.fixture
-def restartable_postgres():
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed")
-    server = PostgresServer(bindir).start()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
-def test_first_requests_after_a_postgres_restart_succeed(tmp_path, restartable_postgres):
+def test_first_requests_after_a_postgres_restart_succeed(tmp_path, own_postgres):
     """docs/configuration.md "Database": every pooled connection died with the server (in the
     session's pool and in the autocommit twin's); each pool replaces them on checkout, so no
     request after the restart fails."""
-    app = make_app(tmp_path, DATABASE_URL=restartable_postgres.url)
+    app = make_app(tmp_path, DATABASE_URL=own_postgres.url)
     client_id = public_client(app)
     client = app.test_client()
     sign_in(client)
@@ -359,7 +346,7 @@ def test_first_requests_after_a_postgres_restart_succeed(tmp_path, restartable_p
     engine, twin = engines_of(app)
     pooled = engine.pool.checkedin() + twin.pool.checkedin()
     assert engine.pool.checkedin() >= 1 and twin.pool.checkedin() >= 1  # the session's and the autocommit twin's
-    restartable_postgres.restart()
+    own_postgres.restart()
     try:
         for _ in range(pooled + 2):  # more requests than pooled connections: each one is replaced
             answer = refresh(client, client_id, token)

@@ -125,3 +125,17 @@ def postgres_url() -> Iterator[str]:
         yield server.start().url
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, which the test may stop and restart (the
+    session's one is shared)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed")
+    server = PostgresServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.destroy()
