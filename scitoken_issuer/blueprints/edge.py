@@ -8,7 +8,8 @@ from functools import wraps
 from flask import request
 from sqlalchemy.exc import DBAPIError
 
-from ..extensions import db
+from ..extensions import db, runtime
+from .errors import RETRY_AFTER, error_response
 
 
 def commit_on_success(view):
@@ -39,8 +40,6 @@ def refuse_behind_schema():
     nothing): a database behind this code's migrations is answered 503, the operator told once in
     the log to run ``scitoken-issuer db upgrade`` (docs/configuration.md, "Upgrades"), rather than
     failing request by request on a missing column."""
-    from ..extensions import runtime
-    from .errors import RETRY_AFTER, error_response
     schema = runtime().schema
     if schema.current or request.endpoint in _SCHEMA_FREE:
         return None
